@@ -1,0 +1,3 @@
+from magsync.cli import main
+
+main()

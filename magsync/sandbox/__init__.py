@@ -1,0 +1,1 @@
+"""Local, wire-faithful stand-ins for Salesforce and Magento (tests, demo, benchmarks)."""

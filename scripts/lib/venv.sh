@@ -1,0 +1,21 @@
+# Sourced by scripts/run and scripts/test: make sure .venv exists and holds the project as
+# installed from its own files (setup.cfg), re-installing only when those files changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+VENV="${MAGSYNC_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "magsync: creating virtualenv in $VENV" >&2
+    "$PYTHON" -m venv "$VENV"
+fi
+
+stamp="$VENV/.magsync-installed"
+want="$(cat "$ROOT/setup.cfg" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)-${MAGSYNC_EXTRAS:-test}"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "magsync: installing the project and its ${MAGSYNC_EXTRAS:-test} extras" >&2
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[${MAGSYNC_EXTRAS:-test}]"
+    echo "$want" > "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
