@@ -11,11 +11,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.magsync-installed"
-want="$(cat "$ROOT/setup.cfg" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)-${MAGSYNC_EXTRAS:-test}"
+want="$(cat "$ROOT/setup.cfg" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "magsync: installing the project and its ${MAGSYNC_EXTRAS:-test} extras" >&2
+    echo "magsync: installing the project with its test and development extras" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[${MAGSYNC_EXTRAS:-test}]"
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
     echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
