@@ -1,0 +1,302 @@
+"""magsync's settings: every environment variable it reads, declared once with its type.
+
+Settings are read from the environment only (12-factor). ``Settings.from_env()`` parses what is
+present and reports every malformed value at once; a secret has no default, and the process that
+needs it calls ``settings.require(...)``, which names the missing variables. ``.env.example``
+documents each variable.
+"""
+
+import dataclasses
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the variables and how to fix them."""
+
+
+# -- parsers: each takes the raw string and returns the typed value or raises ValueError ----------
+
+
+def _str(raw):
+    return raw.strip()
+
+
+def _int(raw):
+    return int(raw.strip())
+
+
+def _positive_float(raw):
+    value = float(raw.strip())
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _namespace(raw):
+    name = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}", name):
+        raise ValueError("must be letters, digits, '.', '_' or '-'")
+    return name
+
+
+def _bool(raw):
+    text = raw.strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _secret_list(raw):
+    """Several webhook secrets (during a rotation), separated by commas or whitespace."""
+    secrets = tuple(s for s in re.split(r"[,\s]+", raw) if s)
+    if not secrets:
+        raise ValueError("must hold at least one secret")
+    return secrets
+
+
+def _https_url(raw):
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValueError("must be an https:// URL")
+    return url
+
+
+def _http_url(raw):
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return url
+
+
+def _api_version(raw):
+    match = re.fullmatch(r"v?(\d{2,3}\.\d)", raw.strip())
+    if not match:
+        raise ValueError("must look like 58.0 or v58.0")
+    return match.group(1)
+
+
+def _sf_field_name(raw):
+    name = raw.strip()
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        raise ValueError("must be a Salesforce field API name such as Magento_Order_ID__c")
+    return name
+
+
+def _stage_map(raw):
+    """``state=Stage Name;state=Stage Name`` (Magento order state to Opportunity StageName)."""
+    mapping = {}
+    for pair in filter(None, (p.strip() for p in raw.split(";"))):
+        state, sep, stage = pair.partition("=")
+        if not sep or not state.strip() or not stage.strip():
+            raise ValueError(f"entry {pair!r} must be state=Stage Name")
+        mapping[state.strip()] = stage.strip()
+    if not mapping:
+        raise ValueError("must map at least one state")
+    return mapping
+
+
+@dataclass(frozen=True)
+class DateOffset:
+    """A calendar offset, ``N days`` or ``N months`` (months clamp to the month's last day)."""
+
+    amount: int
+    unit: str
+
+    def apply(self, day: dt.date) -> dt.date:
+        if self.unit == "days":
+            return day + dt.timedelta(days=self.amount)
+        month_index = day.month - 1 + self.amount
+        year, month = day.year + month_index // 12, month_index % 12 + 1
+        next_month = dt.date(year + month // 12, month % 12 + 1, 1)
+        last_day = (next_month - dt.timedelta(days=1)).day
+        return dt.date(year, month, min(day.day, last_day))
+
+    def __str__(self):
+        return f"{self.amount} {self.unit}"
+
+
+def _date_offset(raw):
+    match = re.fullmatch(r"\s*(\d{1,4})\s*(day|days|month|months)\s*", raw.lower())
+    if not match:
+        raise ValueError("must look like '1 month' or '30 days'")
+    unit = "days" if match.group(2).startswith("day") else "months"
+    return DateOffset(int(match.group(1)), unit)
+
+
+def _rate_limit(raw):
+    text = raw.strip()
+    if not re.fullmatch(r"\d+(\.\d+)?(/[smh])?", text):
+        raise ValueError("must look like 20/s, 600/m or 10000/h")
+    return text
+
+
+DEFAULT_STAGE_MAP = (
+    "new=Prospecting;pending_payment=Prospecting;processing=Qualification;"
+    "complete=Closed Won;closed=Closed Lost;canceled=Closed Lost"
+)
+
+
+def _setting(env, parse=_str, default=None, secret=False, doc=""):
+    return field(
+        default=default,
+        metadata={"env": env, "parse": parse, "secret": secret, "doc": doc},
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings. Build with ``Settings.from_env()``; tests pass their own mapping."""
+
+    # -- web receiver ---------------------------------------------------------------------------
+    webhook_secrets: tuple = _setting(
+        "MAGENTO_WEBHOOK_SECRET",
+        _secret_list,
+        secret=True,
+        doc="HMAC secret(s) of the webhook signature; several, comma-separated, during rotation",
+    )
+    max_body_bytes: int = _setting("MAGSYNC_MAX_BODY_BYTES", _int, 2 * 1024 * 1024)
+    publish_timeout: float = _setting("MAGSYNC_PUBLISH_TIMEOUT", _positive_float, 5.0)
+    # -- broker ---------------------------------------------------------------------------------
+    broker_url: str = _setting(
+        "CELERY_BROKER_URL", _str, "amqp://guest:guest@127.0.0.1:5672//", secret=True
+    )
+    broker_namespace: str = _setting("MAGSYNC_BROKER_NAMESPACE", _namespace, "magsync")
+    delivery_limit: int = _setting("MAGSYNC_DELIVERY_LIMIT", _int, 20)
+    broker_folder: str = _setting("MAGSYNC_BROKER_FOLDER", _str, "var/broker")
+    worker_concurrency: int = _setting("MAGSYNC_WORKER_CONCURRENCY", _int, 4)
+    salesforce_rate_limit: str = _setting("SALESFORCE_RATE_LIMIT", _rate_limit, "20/s")
+    max_retries: int = _setting("MAGSYNC_MAX_RETRIES", _int, 40)
+    retry_backoff: float = _setting("MAGSYNC_RETRY_BACKOFF", _positive_float, 2.0)
+    retry_backoff_max: float = _setting("MAGSYNC_RETRY_BACKOFF_MAX", _positive_float, 600.0)
+    # -- Salesforce -----------------------------------------------------------------------------
+    sf_login_url: str = _setting("SALESFORCE_LOGIN_URL", _https_url, "https://login.salesforce.com")
+    sf_client_id: str = _setting("SALESFORCE_CLIENT_ID", _str)
+    sf_client_secret: str = _setting("SALESFORCE_CLIENT_SECRET", _str, secret=True)
+    sf_username: str = _setting("SALESFORCE_USERNAME", _str)
+    sf_private_key_path: str = _setting("SALESFORCE_PRIVATE_KEY_PATH", _str)
+    sf_private_key: str = _setting("SALESFORCE_PRIVATE_KEY", _str, secret=True)
+    sf_refresh_token: str = _setting("SALESFORCE_REFRESH_TOKEN", _str, secret=True)
+    sf_audience: str = _setting("SALESFORCE_AUDIENCE", _https_url)
+    sf_api_version: str = _setting("SALESFORCE_API_VERSION", _api_version, "58.0")
+    sf_ca_bundle: str = _setting("SALESFORCE_CA_BUNDLE", _str)
+    sf_timeout: float = _setting("SALESFORCE_TIMEOUT", _positive_float, 30.0)
+    # -- mapping --------------------------------------------------------------------------------
+    sf_external_id_field: str = _setting(
+        "SALESFORCE_EXTERNAL_ID_FIELD", _sf_field_name, "Magento_Order_ID__c"
+    )
+    sf_lead_source: str = _setting("SALESFORCE_LEAD_SOURCE", _str, "Magento E-commerce")
+    sf_stage_map: dict = _setting("SALESFORCE_STAGE_MAP", _stage_map)
+    sf_close_date_offset: DateOffset = _setting(
+        "SALESFORCE_CLOSE_DATE_OFFSET", _date_offset, DateOffset(1, "months")
+    )
+    # -- Magento REST (optional: without it the worker maps the webhook payload) ---------------
+    magento_base_url: str = _setting("MAGENTO_BASE_URL", _http_url)
+    magento_consumer_key: str = _setting("MAGENTO_CONSUMER_KEY", _str, secret=True)
+    magento_consumer_secret: str = _setting("MAGENTO_CONSUMER_SECRET", _str, secret=True)
+    magento_access_token: str = _setting("MAGENTO_ACCESS_TOKEN", _str, secret=True)
+    magento_access_token_secret: str = _setting("MAGENTO_ACCESS_TOKEN_SECRET", _str, secret=True)
+    magento_store_code: str = _setting("MAGENTO_STORE_CODE", _str)
+    magento_timeout: float = _setting("MAGENTO_TIMEOUT", _positive_float, 20.0)
+    # -- operations -----------------------------------------------------------------------------
+    sentry_dsn: str = _setting("SENTRY_DSN", _str, secret=True)
+    sentry_environment: str = _setting("SENTRY_ENVIRONMENT", _str, "production")
+    log_level: str = _setting("LOG_LEVEL", _str, "INFO")
+    flower_basic_auth: str = _setting("FLOWER_BASIC_AUTH", _str, secret=True)
+
+    def __post_init__(self):
+        if self.sf_stage_map is None:
+            object.__setattr__(self, "sf_stage_map", _stage_map(DEFAULT_STAGE_MAP))
+
+    @classmethod
+    def from_env(cls, environ=None):
+        """Parse the settings from ``environ`` (default ``os.environ``).
+
+        Empty values count as unset. Raises ``ConfigError`` listing every malformed variable.
+        """
+        environ = os.environ if environ is None else environ
+        values, problems = {}, []
+        for f in dataclasses.fields(cls):
+            env = f.metadata["env"]
+            raw = environ.get(env)
+            if raw is None and env == "CELERY_BROKER_URL":
+                # Heroku's RabbitMQ add-ons publish their URL under their own names.
+                raw = environ.get("CLOUDAMQP_URL") or environ.get("RABBITMQ_URL")
+            if raw is None or not raw.strip():
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                problems.append(f"{env} {exc}")
+        if problems:
+            raise ConfigError("invalid settings: " + "; ".join(problems))
+        return cls(**values)
+
+    def require(self, *names):
+        """Raise ``ConfigError`` naming each listed setting (attribute names) that is unset."""
+        missing = [self.env_name(n) for n in names if getattr(self, n) in (None, "", ())]
+        if missing:
+            raise ConfigError(
+                "missing required settings: "
+                + ", ".join(missing)
+                + " (set them in the environment; see .env.example)"
+            )
+
+    @classmethod
+    def env_name(cls, attribute):
+        return {f.name: f.metadata["env"] for f in dataclasses.fields(cls)}[attribute]
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    # -- derived values ---------------------------------------------------------------------------
+
+    @property
+    def magento_rest_enabled(self):
+        """True when all of the Magento REST settings are present (the store is the truth)."""
+        return all(
+            (
+                self.magento_base_url,
+                self.magento_consumer_key,
+                self.magento_consumer_secret,
+                self.magento_access_token,
+                self.magento_access_token_secret,
+            )
+        )
+
+    @property
+    def broker_is_rabbitmq(self):
+        return urlsplit(self.broker_url).scheme in {"amqp", "amqps", "pyamqp"}
+
+    @property
+    def sf_token_audience(self):
+        """The JWT ``aud``: the login or test URL, also when the login URL is a My Domain URL."""
+        if self.sf_audience:
+            return self.sf_audience
+        host = urlsplit(self.sf_login_url).hostname or ""
+        if host == "test.salesforce.com" or ".sandbox.my.salesforce.com" in host:
+            return "https://test.salesforce.com"
+        return "https://login.salesforce.com"
+
+    def describe(self):
+        """Each setting as ``(ENV_NAME, shown value)``, secrets masked: safe to print or log."""
+        rows = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["secret"] and value:
+                shown = "(set)"
+            elif value in (None, "", ()):
+                shown = "(unset)"
+            elif isinstance(value, dict):
+                shown = ";".join(f"{k}={v}" for k, v in value.items())
+            else:
+                shown = str(value)
+            rows.append((f.metadata["env"], shown))
+        return rows

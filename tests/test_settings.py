@@ -1,0 +1,72 @@
+import pytest
+
+from magsync.settings import ConfigError, Settings
+
+
+def test_defaults_need_no_environment():
+    settings = Settings.from_env({})
+    assert settings.sf_external_id_field == "Magento_Order_ID__c"
+    assert settings.sf_stage_map["new"] == "Prospecting"
+    assert settings.sf_api_version == "58.0"
+    assert settings.magento_rest_enabled is False
+
+
+def test_every_malformed_value_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {
+                "SALESFORCE_LOGIN_URL": "http://login.salesforce.com",
+                "SALESFORCE_API_VERSION": "latest",
+                "SALESFORCE_STAGE_MAP": "new",
+                "SALESFORCE_RATE_LIMIT": "fast",
+            }
+        )
+    message = str(info.value)
+    for name in (
+        "SALESFORCE_LOGIN_URL",
+        "SALESFORCE_API_VERSION",
+        "SALESFORCE_STAGE_MAP",
+        "SALESFORCE_RATE_LIMIT",
+    ):
+        assert name in message
+
+
+def test_require_names_the_missing_variables():
+    with pytest.raises(ConfigError, match="MAGENTO_WEBHOOK_SECRET"):
+        Settings.from_env({}).require("webhook_secrets")
+
+
+def test_rotated_webhook_secrets():
+    settings = Settings.from_env({"MAGENTO_WEBHOOK_SECRET": "old-one, new-one"})
+    assert settings.webhook_secrets == ("old-one", "new-one")
+
+
+@pytest.mark.parametrize(
+    ("login_url", "audience"),
+    [
+        ("https://login.salesforce.com", "https://login.salesforce.com"),
+        ("https://test.salesforce.com", "https://test.salesforce.com"),
+        ("https://acme.my.salesforce.com", "https://login.salesforce.com"),
+        ("https://acme--uat.sandbox.my.salesforce.com", "https://test.salesforce.com"),
+    ],
+)
+def test_jwt_audience_is_the_login_or_test_url(login_url, audience):
+    assert Settings.from_env({"SALESFORCE_LOGIN_URL": login_url}).sf_token_audience == audience
+
+
+def test_describe_masks_secrets():
+    settings = Settings.from_env(
+        {"MAGENTO_WEBHOOK_SECRET": "hush", "CELERY_BROKER_URL": "amqp://u:pw@h//"}
+    )
+    shown = dict(settings.describe())
+    assert shown["MAGENTO_WEBHOOK_SECRET"] == "(set)"
+    assert "pw" not in shown["CELERY_BROKER_URL"]
+
+
+def test_heroku_broker_variable_is_used_when_celery_broker_url_is_unset():
+    settings = Settings.from_env({"CLOUDAMQP_URL": "amqps://u:p@host/vhost"})
+    assert settings.broker_url == "amqps://u:p@host/vhost"
+
+
+def test_api_version_accepts_the_v_prefix():
+    assert Settings.from_env({"SALESFORCE_API_VERSION": "v59.0"}).sf_api_version == "59.0"
