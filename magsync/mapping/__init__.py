@@ -1,0 +1,1 @@
+"""marshmallow at the boundary: Magento orders in (``order``), Salesforce fields out."""

@@ -1,0 +1,249 @@
+"""The inbound side: a Magento order (webhook payload or REST body) to magsync's canonical order.
+
+Both shapes load: the seed webhook's trimmed order, the full ``GET /rest/V1/orders/{id}`` body,
+and Adobe I/O Events' ``data.value`` whose numbers arrive as strings (``"32444.000000"``).
+Unknown fields are ignored; money loads as ``Decimal`` (never float arithmetic); timestamps load
+as aware UTC datetimes (Magento stores UTC and prints it without an offset).
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+
+from magsync.errors import InvalidOrder
+
+ORDER_STATES = (
+    "new",
+    "pending_payment",
+    "processing",
+    "complete",
+    "closed",
+    "canceled",
+    "holded",
+    "payment_review",
+)
+
+
+@dataclass(frozen=True)
+class Address:
+    firstname: str | None = None
+    lastname: str | None = None
+    street: tuple = ()
+    city: str | None = None
+    region: str | None = None
+    postcode: str | None = None
+    country_id: str | None = None
+    telephone: str | None = None
+    email: str | None = None
+
+    @property
+    def full_name(self):
+        return " ".join(p for p in (self.firstname, self.lastname) if p) or None
+
+
+@dataclass(frozen=True)
+class Item:
+    item_id: int | None
+    sku: str
+    name: str
+    qty_ordered: Decimal
+    price: Decimal
+    parent_item_id: int | None = None
+    product_type: str | None = None
+
+    @property
+    def is_child(self):
+        """A configurable product's child row: the parent row already carries price and qty."""
+        return self.parent_item_id is not None
+
+
+@dataclass(frozen=True)
+class Order:
+    """One version of a Magento order, as magsync reasons about it."""
+
+    entity_id: int
+    increment_id: str
+    state: str
+    grand_total: Decimal
+    customer_email: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    store_id: int | None = None
+    status: str | None = None
+    base_grand_total: Decimal | None = None
+    order_currency_code: str | None = None
+    customer_firstname: str | None = None
+    customer_lastname: str | None = None
+    customer_is_guest: bool = False
+    billing_address: Address | None = None
+    shipping_address: Address | None = None
+    items: tuple = field(default_factory=tuple)
+    relation_parent_id: int | None = None
+    original_increment_id: str | None = None
+    edit_increment: int | None = None
+
+    @property
+    def customer_name(self):
+        """The buyer's name; guests have none on the order, only on the billing address."""
+        name = " ".join(p for p in (self.customer_firstname, self.customer_lastname) if p)
+        if name:
+            return name
+        return self.billing_address.full_name if self.billing_address else None
+
+    @property
+    def sold_items(self):
+        """Items as the buyer sees them: a configurable product counts once (its parent row)."""
+        return tuple(item for item in self.items if not item.is_child)
+
+
+class MagentoDateTime(fields.Field):
+    """``YYYY-MM-DD HH:MM:SS`` in UTC (Magento's format), or ISO 8601 with an offset."""
+
+    default_error_messages = {"invalid": "Not a valid Magento timestamp."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        text = value.strip().replace("T", " ").removesuffix("Z")
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise self.make_error("invalid") from exc
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=dt.UTC)
+        return parsed.astimezone(dt.UTC)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class Flag(fields.Boolean):
+    """Magento's 0/1 flags, also as strings."""
+
+    truthy = {1, "1", "true"}
+    falsy = {0, "0", "false", None, ""}
+
+
+def _money(**kwargs):
+    return fields.Decimal(allow_nan=False, **kwargs)
+
+
+def _opt_str(**kwargs):
+    return fields.String(load_default=None, allow_none=True, **kwargs)
+
+
+class AddressSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    firstname = _opt_str()
+    lastname = _opt_str()
+    street = fields.Method(deserialize="load_street", load_default=())
+    city = _opt_str()
+    region = _opt_str()
+    postcode = _opt_str()
+    country_id = _opt_str()
+    telephone = _opt_str()
+    email = _opt_str()
+
+    def load_street(self, value):
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and all(isinstance(line, str) for line in value):
+            return tuple(value)
+        raise ValidationError("Street must be a string or a list of strings.")
+
+    @post_load
+    def make(self, data, **kwargs):
+        return Address(**data)
+
+
+class ItemSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    item_id = fields.Integer(load_default=None, allow_none=True, strict=False)
+    sku = fields.String(required=True, validate=validate.Length(min=1))
+    name = fields.String(required=True)
+    qty_ordered = fields.Decimal(required=True, allow_nan=False, validate=validate.Range(min=0))
+    price = _money(load_default=Decimal("0"), allow_none=True)
+    parent_item_id = fields.Integer(load_default=None, allow_none=True, strict=False)
+    parent_item = fields.Dict(load_default=None, allow_none=True)
+    product_type = _opt_str()
+
+    @post_load
+    def make(self, data, **kwargs):
+        parent = data.pop("parent_item")
+        if data["parent_item_id"] is None and parent:
+            data["parent_item_id"] = parent.get("item_id") or -1
+        if data["price"] is None:
+            data["price"] = Decimal("0")
+        return Item(**data)
+
+
+class ExtensionAttributesSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    shipping_assignments = fields.List(fields.Dict(), load_default=list)
+
+
+class MagentoOrderSchema(Schema):
+    """A Magento 2 order, webhook or REST shape."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    entity_id = fields.Integer(required=True, strict=False, validate=validate.Range(min=1))
+    increment_id = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    store_id = fields.Integer(load_default=None, allow_none=True, strict=False)
+    state = fields.String(required=True, validate=validate.OneOf(ORDER_STATES))
+    status = _opt_str()
+    grand_total = _money(required=True)
+    base_grand_total = _money(load_default=None, allow_none=True)
+    order_currency_code = _opt_str(validate=validate.Length(equal=3))
+    customer_email = fields.String(required=True, validate=validate.Length(min=3, max=254))
+    customer_firstname = _opt_str()
+    customer_lastname = _opt_str()
+    customer_is_guest = Flag(load_default=False, allow_none=True)
+    billing_address = fields.Nested(AddressSchema, load_default=None, allow_none=True)
+    items = fields.List(fields.Nested(ItemSchema), load_default=list)
+    created_at = MagentoDateTime(required=True)
+    updated_at = MagentoDateTime(required=True)
+    relation_parent_id = fields.Integer(load_default=None, allow_none=True, strict=False)
+    original_increment_id = _opt_str()
+    edit_increment = fields.Integer(load_default=None, allow_none=True, strict=False)
+    extension_attributes = fields.Nested(
+        ExtensionAttributesSchema, load_default=None, allow_none=True
+    )
+
+    @post_load
+    def make(self, data, **kwargs):
+        extension = data.pop("extension_attributes") or {}
+        data["shipping_address"] = _shipping_address(extension.get("shipping_assignments", []))
+        data["items"] = tuple(data["items"])
+        if "@" not in data["customer_email"]:
+            raise ValidationError("Not a valid email address.", "customer_email")
+        return Order(**data)
+
+
+def _shipping_address(assignments):
+    # Magento keeps the shipping address out of the order body proper, in the first
+    # shipping assignment; virtual orders have none.
+    for assignment in assignments:
+        address = (assignment.get("shipping") or {}).get("address")
+        if address:
+            return AddressSchema().load(address)
+    return None
+
+
+def load_order(document):
+    """A canonical ``Order`` from a Magento order dict; ``InvalidOrder`` with field errors."""
+    try:
+        return MagentoOrderSchema().load(document)
+    except ValidationError as exc:
+        raise InvalidOrder("Magento order failed validation", errors=[exc.messages]) from exc

@@ -1,0 +1,178 @@
+import copy
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from magsync.errors import InvalidOrder
+from magsync.mapping.opportunity import (
+    DESCRIPTION_LIMIT,
+    NAME_LIMIT,
+    describe_items,
+    opportunity_record,
+)
+from magsync.mapping.order import load_order
+from tests.conftest import load_fixture
+
+SEED_OPPORTUNITY = {
+    "Name": "Order 000000123 - Jane Doe",
+    "Amount": Decimal("99.99"),
+    "StageName": "Prospecting",
+    "CloseDate": "2023-11-26",
+    "Magento_Order_ID__c": "000000123",
+    "Magento_Customer_Email__c": "jane.doe@example.com",
+    "Billing_Street__c": "123 Main St",
+    "Billing_City__c": "Anytown",
+    "Billing_State__c": "State",
+    "Billing_PostalCode__c": "12345",
+    "Billing_Country__c": "US",
+    "Description": "Product X (SKU: PROD-XYZ, Qty: 1)",
+    "LeadSource": "Magento E-commerce",
+}
+
+
+@pytest.fixture
+def seed_order():
+    return copy.deepcopy(load_fixture("seed_webhook.json")["order"])
+
+
+def test_seed_example_maps_to_exactly_the_seed_fields(seed_order, make_settings):
+    record = opportunity_record(load_order(seed_order), make_settings())
+    assert record.fields == SEED_OPPORTUNITY
+    assert record.sobject == "Opportunity"
+    assert (record.external_id_field, record.external_id) == ("Magento_Order_ID__c", "000000123")
+    assert "Magento_Order_ID__c" not in record.body()
+
+
+def test_external_id_field_lead_source_stage_and_close_date_are_settings(seed_order, make_settings):
+    settings = make_settings(
+        SALESFORCE_EXTERNAL_ID_FIELD="External_Order_ID__c",
+        SALESFORCE_LEAD_SOURCE="Web",
+        SALESFORCE_STAGE_MAP="new=Qualification;complete=Closed Won",
+        SALESFORCE_CLOSE_DATE_OFFSET="30 days",
+    )
+    fields = opportunity_record(load_order(seed_order), settings).fields
+    assert fields["External_Order_ID__c"] == "000000123"
+    assert "Magento_Order_ID__c" not in fields
+    assert fields["LeadSource"] == "Web"
+    assert fields["StageName"] == "Qualification"
+    assert fields["CloseDate"] == "2023-11-25"
+
+
+def test_states_outside_the_map_keep_the_previous_stage(seed_order, make_settings):
+    seed_order["state"] = "holded"
+    order = load_order(seed_order)
+    assert opportunity_record(order, make_settings(), "Qualification").fields["StageName"] == (
+        "Qualification"
+    )
+    assert opportunity_record(order, make_settings()).fields["StageName"] == "Prospecting"
+
+
+def test_adobe_string_values_load_and_configurables_count_once(make_settings):
+    order = load_order(load_fixture("adobe_io_event.json")["data"]["value"])
+    assert order.entity_id == 4711
+    assert order.grand_total == Decimal("1249.500000")
+    assert order.created_at == dt.datetime(2024, 3, 8, 14, 20, 5, tzinfo=dt.UTC)
+    assert [i.sku for i in order.sold_items] == ["JKT-01", "SOCK-3"]
+    fields = opportunity_record(order, make_settings()).fields
+    assert fields["Amount"] == Decimal("1249.50")
+    assert fields["StageName"] == "Qualification"
+    assert fields["Name"] == "Order 100004711 - Zoë O'Brien"
+    assert fields["Billing_Street__c"] == "Straße der Einheit 12\nHinterhaus, 3. OG"
+    assert fields["Description"] == (
+        'Wool "Alpine" Jacket (SKU: JKT-01, Qty: 1)\nMerino socks (SKU: SOCK-3, Qty: 2.5)'
+    )
+
+
+def test_guest_name_comes_from_the_billing_address(seed_order, make_settings):
+    seed_order.update(customer_firstname=None, customer_lastname=None, customer_is_guest=1)
+    seed_order["billing_address"].update(firstname="Ana", lastname="Guest")
+    order = load_order(seed_order)
+    assert order.customer_is_guest is True
+    assert opportunity_record(order, make_settings()).fields["Name"] == (
+        "Order 000000123 - Ana Guest"
+    )
+
+
+def test_child_rows_recognised_by_parent_item_object(seed_order):
+    seed_order["items"] = [
+        {
+            "item_id": 7,
+            "sku": "CFG",
+            "name": "Hoodie",
+            "qty_ordered": 1,
+            "price": 69,
+            "product_type": "configurable",
+        },
+        {
+            "item_id": 8,
+            "sku": "CFG-XS",
+            "name": "Hoodie-XS",
+            "qty_ordered": 1,
+            "price": 69,
+            "parent_item": {"item_id": 7},
+        },
+    ]
+    assert [i.sku for i in load_order(seed_order).sold_items] == ["CFG"]
+
+
+def test_name_is_cut_to_salesforce_limit(seed_order, make_settings):
+    seed_order["customer_lastname"] = "X" * 300
+    name = opportunity_record(load_order(seed_order), make_settings()).fields["Name"]
+    assert len(name) == NAME_LIMIT
+    assert name.startswith("Order 000000123 - Jane XXX") and name.endswith("…")
+
+
+def test_description_stays_within_salesforce_limit(seed_order):
+    seed_order["items"] = [
+        {
+            "item_id": n,
+            "sku": f"SKU-{n}",
+            "name": "Long product name " * 20,
+            "qty_ordered": 1,
+            "price": 1,
+        }
+        for n in range(400)
+    ]
+    text = describe_items(load_order(seed_order).sold_items)
+    assert len(text) <= DESCRIPTION_LIMIT
+    assert text.endswith("more items")
+    shown = text.count("(SKU: ")
+    assert f"… and {400 - shown} more items" in text
+
+
+def test_amount_is_decimal_rounded_half_up(seed_order, make_settings):
+    seed_order["grand_total"] = "10.005"
+    assert opportunity_record(load_order(seed_order), make_settings()).fields["Amount"] == (
+        Decimal("10.01")
+    )
+
+
+def test_timestamps_with_offset_are_converted_to_utc(seed_order):
+    seed_order["created_at"] = "2023-10-26T23:30:00-02:00"
+    assert load_order(seed_order).created_at == dt.datetime(2023, 10, 27, 1, 30, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"state": "shipped"}, "state"),
+        ({"grand_total": "abc"}, "grand_total"),
+        ({"grand_total": "NaN"}, "grand_total"),
+        ({"created_at": "yesterday"}, "created_at"),
+        ({"customer_email": "not-an-email"}, "customer_email"),
+        ({"increment_id": ""}, "increment_id"),
+        ({"items": [{"sku": "A", "name": "A", "qty_ordered": -1}]}, "items"),
+        ({"billing_address": {"street": [1, 2]}}, "billing_address"),
+    ],
+)
+def test_invalid_orders_name_the_field(seed_order, change, field):
+    seed_order.update(change)
+    with pytest.raises(InvalidOrder) as info:
+        load_order(seed_order)
+    assert field in info.value.errors[0]
+
+
+def test_unknown_fields_are_ignored(seed_order):
+    seed_order["some_extension_field"] = {"x": 1}
+    assert load_order(seed_order).increment_id == "000000123"
