@@ -1,12 +1,96 @@
-"""The ``magsync`` command: operations (check, dead letters, ...) and the local sandboxes."""
+"""The ``magsync`` command: processes, operations and the local sandboxes."""
+
+import os
+import shutil
+import sys
 
 import click
+
+from magsync.settings import ConfigError, Settings
+
+
+def load_settings():
+    """Settings from the environment, or a clean exit naming what is wrong."""
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _exec(argv):
+    """Replace this process with ``argv`` (so signals reach it directly, as Procfiles expect)."""
+    executable = shutil.which(argv[0]) or argv[0]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(executable, argv)  # noqa: S606 - argv is a fixed command line, not user input
 
 
 @click.group()
 @click.version_option(package_name="magsync")
 def main():
     """magsync keeps Salesforce in step with a Magento 2 store."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def worker(ctx):
+    """Run the Celery worker (extra arguments go to ``celery worker``).
+
+    The Salesforce settings are checked first, so a misconfigured worker stops at once with a
+    message naming the variable instead of failing on every order.
+    """
+    from magsync.sinks.salesforce.auth import grant_for
+
+    settings = load_settings()
+    try:
+        grant_for(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _exec(
+        [
+            "celery",
+            "--app",
+            "magsync.worker",
+            "worker",
+            "--loglevel",
+            settings.log_level,
+            "--concurrency",
+            str(settings.worker_concurrency),
+            "--queues",
+            f"{settings.broker_namespace}.orders",
+            "--task-events",
+            "--without-gossip",
+            "--without-mingle",
+            *ctx.args,
+        ]
+    )
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--port", envvar="PORT", default=5555, show_default=True)
+@click.pass_context
+def flower(ctx, port):
+    """Run Flower behind basic auth (``FLOWER_BASIC_AUTH=user:password``, required).
+
+    Flower reads the credentials from the environment itself, so they never appear in the
+    process list.
+    """
+    settings = load_settings()
+    if not settings.flower_basic_auth or ":" not in settings.flower_basic_auth:
+        raise click.ClickException(
+            "FLOWER_BASIC_AUTH must be set to user:password (Flower is never served without auth)"
+        )
+    _exec(
+        [
+            "celery",
+            "--app",
+            "magsync.worker",
+            "flower",
+            f"--port={port}",
+            "--purge_offline_workers=60",
+            *ctx.args,
+        ]
+    )
 
 
 @main.group()

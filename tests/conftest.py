@@ -1,6 +1,18 @@
-import pytest
+import json
+import uuid
+from pathlib import Path
 
+import pytest
+from kombu import Connection
+
+from magsync.settings import Settings
 from tests import services
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load_fixture(name):
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
 
 
 @pytest.fixture
@@ -13,3 +25,51 @@ def rabbitmq_url():
 def postgres_url():
     """SQLAlchemy URL of the real PostgreSQL (skips, or fails under CI=true, when unreachable)."""
     return services.require_postgres()
+
+
+def delete_namespace(url, namespace):
+    """Remove a test namespace's queues and exchanges from the broker."""
+    with Connection(url) as conn:
+        channel = conn.default_channel
+        for queue in (f"{namespace}.orders", f"{namespace}.dead"):
+            channel.queue_delete(queue)
+        for exchange in (namespace, f"{namespace}.dead"):
+            channel.exchange_delete(exchange)
+
+
+@pytest.fixture
+def broker_namespace(rabbitmq_url):
+    """A fresh broker namespace on the real RabbitMQ, deleted after the test."""
+    namespace = f"magsync-test-{uuid.uuid4().hex[:10]}"
+    yield namespace
+    delete_namespace(rabbitmq_url, namespace)
+
+
+def queue_depth(url, queue):
+    """Messages ready in ``queue`` (0 when it does not exist)."""
+    with Connection(url) as conn:
+        try:
+            _, count, _ = conn.default_channel.queue_declare(queue, passive=True)
+        except conn.channel_errors:
+            return 0
+        return count
+
+
+@pytest.fixture
+def make_settings():
+    """Settings from a mapping of environment variables, as the processes would read them."""
+
+    def make(**env):
+        return Settings.from_env({k: str(v) for k, v in env.items()})
+
+    return make
+
+
+@pytest.fixture
+def unused_port():
+    """A TCP port on 127.0.0.1 that nothing listens on."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,74 @@
+"""Sentry: on when ``SENTRY_DSN`` is set, with the Flask and Celery integrations.
+
+Events carry no request bodies, cookies or headers (``send_default_pii`` off, bodies never
+attached) and pass through ``scrub`` so a secret that slipped into a message is masked.
+"""
+
+import logging
+import re
+
+log = logging.getLogger(__name__)
+
+_SECRET_PATTERN = re.compile(
+    r"(?i)(bearer\s+[\w.!\-]+|(?:password|secret|token|assertion|signature)=[^&\s\"']+"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
+    r"|amqps?://[^:/\s]+:[^@\s]+@)"
+)
+
+
+def mask(text):
+    """``text`` with bearer tokens, key=secret pairs, PEM keys and URL passwords masked."""
+    return _SECRET_PATTERN.sub("[Filtered]", text) if isinstance(text, str) else text
+
+
+def scrub(event, hint=None):
+    """Sentry ``before_send``: mask secrets in messages and exception values."""
+    if "message" in event:
+        event["message"] = mask(event["message"])
+    logentry = event.get("logentry") or {}
+    if "message" in logentry:
+        logentry["message"] = mask(logentry["message"])
+    for exception in (event.get("exception") or {}).get("values", []):
+        exception["value"] = mask(exception.get("value"))
+    request = event.get("request") or {}
+    request.pop("data", None)
+    request.pop("headers", None)
+    request.pop("cookies", None)
+    return event
+
+
+def init(settings):
+    """Start Sentry when configured; returns whether it is on."""
+    if not settings.sentry_dsn:
+        return False
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.flask import FlaskIntegration
+
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn,
+        environment=settings.sentry_environment,
+        integrations=[FlaskIntegration(), CeleryIntegration()],
+        send_default_pii=False,
+        max_request_body_size="never",
+        before_send=scrub,
+    )
+    log.info("sentry enabled", extra={"environment": settings.sentry_environment})
+    return True
+
+
+def capture_dead_letter(error, order):
+    """One Sentry event per dead letter, tagged with the order number (no-op without Sentry)."""
+    try:
+        import sentry_sdk
+    except ImportError:  # pragma: no cover - sentry-sdk is a dependency
+        return
+    if not sentry_sdk.get_client().is_active():
+        return
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("order", order)
+        scope.set_tag("reason", error.reason)
+        scope.set_context("dead_letter", error.describe())
+        sentry_sdk.capture_message(
+            mask(f"order {order} dead-lettered: {error.reason}"), level="error"
+        )

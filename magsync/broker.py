@@ -1,0 +1,190 @@
+"""RabbitMQ topology and durable publishing.
+
+Names derive from ``MAGSYNC_BROKER_NAMESPACE`` (default ``magsync``):
+
+- exchange ``magsync`` (topic, durable): where order tasks are published;
+- queue ``magsync.orders`` (quorum, durable), bound with routing key ``magsync.orders``. Quorum
+  queues replicate, count redeliveries (a poison message that keeps killing workers is
+  dead-lettered after ``MAGSYNC_DELIVERY_LIMIT`` deliveries instead of looping forever), and let
+  Celery park retry delays in the broker (native delayed delivery needs a topic exchange);
+- exchange ``magsync.dead`` (topic) and queue ``magsync.dead`` (quorum): the dead letters.
+  The work queue names ``magsync.dead`` as its dead-letter exchange with the at-least-once
+  strategy, so a rejected message is kept until the dead-letter queue has confirmed it.
+
+``declare_topology`` declares the dead-letter side first: RabbitMQ drops a message dead-lettered
+to an exchange that does not exist.
+"""
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from kombu import Connection, Exchange, Queue
+from kombu.exceptions import KombuError
+
+log = logging.getLogger(__name__)
+
+SYNC_ORDER_TASK = "magsync.sync_order"
+DEFAULT_DELIVERY_LIMIT = 20
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not accept and confirm the message in time."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The exchanges and queues of one namespace."""
+
+    namespace: str = "magsync"
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+
+    @property
+    def exchange(self):
+        return Exchange(self.namespace, type="topic", durable=True)
+
+    @property
+    def dead_exchange(self):
+        return Exchange(f"{self.namespace}.dead", type="topic", durable=True)
+
+    @property
+    def work_routing_key(self):
+        return f"{self.namespace}.orders"
+
+    @property
+    def work_queue(self):
+        return Queue(
+            f"{self.namespace}.orders",
+            self.exchange,
+            routing_key=self.work_routing_key,
+            durable=True,
+            queue_arguments={
+                "x-queue-type": "quorum",
+                "x-dead-letter-exchange": self.dead_exchange.name,
+                "x-dead-letter-routing-key": f"{self.namespace}.dead",
+                "x-dead-letter-strategy": "at-least-once",
+                # at-least-once dead-lettering requires reject-publish overflow.
+                "x-overflow": "reject-publish",
+                "x-delivery-limit": self.delivery_limit,
+            },
+        )
+
+    @property
+    def dead_queue(self):
+        return Queue(
+            f"{self.namespace}.dead",
+            self.dead_exchange,
+            routing_key="#",
+            durable=True,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+
+    def declare(self, connection):
+        """Declare everything on ``connection``, the dead-letter side first."""
+        channel = connection.default_channel
+        for entity in (self.dead_exchange, self.dead_queue, self.exchange, self.work_queue):
+            entity.bind(channel).declare()
+
+
+def broker_transport_options(settings):
+    """Transport options for the configured broker (confirms on RabbitMQ, folders otherwise)."""
+    if settings.broker_is_rabbitmq:
+        return {"confirm_publish": True}
+    if settings.broker_url.startswith("filesystem://"):
+        folder = settings.broker_folder
+        return {
+            "data_folder_in": f"{folder}/queue",
+            "data_folder_out": f"{folder}/queue",
+            "processed_folder": f"{folder}/processed",
+            "store_processed": False,
+        }
+    return {}
+
+
+class Publisher:
+    """Publishes sync tasks and returns only once the broker confirmed them.
+
+    Thread-safe: each thread keeps its own connection (gunicorn threads publish in parallel),
+    replaced after any failure, whose channel state is then unknown. The first publish on a new
+    connection also declares the topology, so the web process starts while the broker is down.
+    """
+
+    def __init__(self, celery_app, topology, timeout):
+        self.celery = celery_app
+        self.topology = topology
+        self.timeout = timeout
+        self._local = threading.local()
+        self._connections = set()
+        self._lock = threading.Lock()
+
+    def _producer(self):
+        producer = getattr(self._local, "producer", None)
+        if producer is not None:
+            return producer
+        conn = self.celery.connection_for_write()
+        with self._lock:
+            self._connections.add(conn)
+        conn.ensure_connection(max_retries=1, interval_start=0, timeout=self.timeout)
+        if self.celery.conf.broker_url.startswith(("amqp", "pyamqp")):
+            self.topology.declare(conn)
+        producer = self._local.producer = conn.Producer()
+        return producer
+
+    def _discard(self):
+        producer = getattr(self._local, "producer", None)
+        self._local.producer = None
+        if producer is not None:
+            self._close(producer.connection)
+
+    def _close(self, conn):
+        with self._lock:
+            self._connections.discard(conn)
+        try:
+            conn.close()
+        except Exception:
+            log.debug("closing a broker connection failed", exc_info=True)
+
+    def publish(self, event, task_id):
+        """Enqueue ``magsync.sync_order(event)``; raise ``BrokerUnavailable`` if not confirmed."""
+        try:
+            self.celery.send_task(
+                SYNC_ORDER_TASK,
+                args=[event],
+                task_id=task_id,
+                producer=self._producer(),
+                queue=self.topology.work_queue,
+                routing_key=self.topology.work_routing_key,
+                retry=True,
+                retry_policy={
+                    "max_retries": 1,
+                    "interval_start": 0,
+                    "interval_step": 0.2,
+                    "interval_max": 0.2,
+                },
+                timeout=self.timeout,
+                confirm_timeout=self.timeout,
+            )
+        except (KombuError, OSError, TimeoutError) as exc:
+            # amqp's own errors (RecoverableConnectionError, MessageNacked) derive from OSError
+            # or KombuError; a confirm that never arrives surfaces as a socket timeout.
+            self._discard()
+            raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        return task_id
+
+    def close(self):
+        """Close every connection this publisher opened."""
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            self._close(conn)
+        self._local = threading.local()
+
+
+def broker_reachable(url, timeout=2.0, transport_options=None):
+    """True when a connection to the broker can be opened within ``timeout`` seconds."""
+    try:
+        with Connection(url, connect_timeout=timeout, transport_options=transport_options) as c:
+            c.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+        return True
+    except (KombuError, OSError, TimeoutError):
+        return False

@@ -1,0 +1,1 @@
+"""Where orders go: Salesforce."""

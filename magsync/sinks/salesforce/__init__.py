@@ -1,0 +1,1 @@
+"""Salesforce: OAuth tokens (``auth``) and writing records (``writer``)."""

@@ -1,0 +1,195 @@
+"""Writing records to Salesforce with simple-salesforce, one API call per batch.
+
+``SalesforceWriter.upsert(records)`` upserts by external id:
+
+- one record: ``PATCH sobjects/{Type}/{ExtField}/{value}`` (value URL-encoded, which
+  simple-salesforce's own ``upsert`` does not do), answering 201 created / 200 updated;
+- several (same object and key): sObject Collections ``PATCH composite/sobjects/{Type}/{ExtField}``
+  in chunks of 200, one API call each, with a result per record.
+
+A call that fails as a whole raises the outcome ``classify_salesforce`` gives it. An expired
+session is refreshed through the ``TokenProvider`` and the call repeated once; a second 401 is an
+``AuthenticationFailed``.
+"""
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import quote
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError
+
+from magsync.errors import (
+    AuthenticationFailed,
+    RetryLater,
+    SessionExpired,
+    SyncError,
+    classify_salesforce,
+)
+
+log = logging.getLogger(__name__)
+
+COLLECTION_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """What Salesforce did with one record: ``id`` and ``created``, or ``error`` (an outcome)."""
+
+    record: object
+    id: str | None = None
+    created: bool | None = None
+    error: SyncError | None = None
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+def _encode_decimal(value):
+    if isinstance(value, Decimal):
+        # JSON numbers are written from floats here; Salesforce currency and number fields hold
+        # at most 18 digits, well inside a float's exact round-trip of 15 significant digits,
+        # and the check below refuses any value whose text would change.
+        as_float = float(value)
+        if Decimal(repr(as_float)) != value.normalize():
+            raise ValueError(f"{value} cannot be written exactly as a JSON number")
+        return as_float
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(document):
+    """JSON for Salesforce, with ``Decimal`` written as exact numbers."""
+    return json.dumps(document, default=_encode_decimal, ensure_ascii=False)
+
+
+def build_session(settings):
+    """A ``requests.Session`` for Salesforce: keep-alive, CA bundle when one is configured."""
+    session = requests.Session()
+    if settings.sf_ca_bundle:
+        session.verify = settings.sf_ca_bundle
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
+    session.mount("https://", adapter)
+    return session
+
+
+class SalesforceWriter:
+    """Upserts records; thread-safe; one per worker process (it shares the process's token)."""
+
+    def __init__(self, settings, tokens, session):
+        self.settings = settings
+        self.tokens = tokens
+        self.session = session
+        self._local = threading.local()
+        session.hooks["response"].append(self._remember_response)
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def upsert(self, records):
+        """Upsert ``records`` (one object and external-id field); a result per record, in order."""
+        if not records:
+            return []
+        first = records[0]
+        if any(
+            (r.sobject, r.external_id_field) != (first.sobject, first.external_id_field)
+            for r in records
+        ):
+            raise ValueError("records of one upsert must share object and external-id field")
+        if len(records) == 1:
+            return [self._upsert_one(first)]
+        results = []
+        for start in range(0, len(records), COLLECTION_LIMIT):
+            results.extend(self._upsert_collection(records[start : start + COLLECTION_LIMIT]))
+        return results
+
+    @property
+    def last_api_usage(self):
+        """The ``Sforce-Limit-Info`` of this thread's last response (``api-usage=N/M``)."""
+        return getattr(self._local, "api_usage", None)
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def _upsert_one(self, record):
+        path = (
+            f"sobjects/{record.sobject}/{record.external_id_field}/"
+            f"{quote(record.external_id, safe='')}"
+        )
+        body = self._call("PATCH", path, record.body())
+        return UpsertResult(record, id=body.get("id"), created=bool(body.get("created")))
+
+    def _upsert_collection(self, records):
+        first = records[0]
+        path = f"composite/sobjects/{first.sobject}/{first.external_id_field}"
+        document = {
+            "allOrNone": False,
+            "records": [{"attributes": {"type": r.sobject}, **r.fields} for r in records],
+        }
+        outcomes = self._call("PATCH", path, document)
+        results = []
+        for record, outcome in zip(records, outcomes, strict=True):
+            if outcome.get("success"):
+                results.append(
+                    UpsertResult(record, id=outcome.get("id"), created=outcome.get("created"))
+                )
+            else:
+                # Collections always answer 200; each failed record carries its own errors.
+                status = 400
+                error = classify_salesforce(status, outcome.get("errors") or [])
+                results.append(UpsertResult(record, error=error))
+        return results
+
+    def _call(self, method, path, document):
+        """One REST call with the process's token; refresh and repeat once on a 401."""
+        token = self.tokens.current()
+        try:
+            return self._send(token, method, path, document)
+        except SessionExpired:
+            log.info("salesforce session expired, refreshing", extra={"path": path})
+        token = self.tokens.refresh(token)
+        try:
+            return self._send(token, method, path, document)
+        except SessionExpired as exc:
+            raise AuthenticationFailed(
+                "Salesforce refused a freshly issued token",
+                reason="INVALID_SESSION_ID",
+                errors=exc.errors,
+                status=401,
+            ) from None
+
+    def _send(self, token, method, path, document):
+        client = Salesforce(
+            instance_url=token.instance_url,
+            session_id=token.access_token,
+            session=self.session,
+            version=self.settings.sf_api_version,
+        )
+        self._local.response = None
+        try:
+            result = client.restful(
+                path,
+                method=method,
+                data=dumps(document),
+                timeout=self.settings.sf_timeout,
+            )
+        except SalesforceError as exc:
+            response = self._local.response
+            headers = response.headers if response is not None else {}
+            raise classify_salesforce(exc.status, exc.content, headers) from None
+        except requests.Timeout:
+            raise RetryLater("Salesforce did not answer in time", reason="timeout") from None
+        except requests.RequestException as exc:
+            raise RetryLater(
+                f"Salesforce unreachable: {type(exc).__name__}", reason="connection_error"
+            ) from None
+        return result if result is not None else {}
+
+    def _remember_response(self, response, *args, **kwargs):
+        self._local.response = response
+        usage = response.headers.get("Sforce-Limit-Info")
+        if usage:
+            self._local.api_usage = usage
+        return response

@@ -1,0 +1,212 @@
+"""The webhook receiver against the real RabbitMQ: what it answers, and what it enqueues."""
+
+import json
+
+import pytest
+from kombu import Connection
+
+from magsync.app import create_app
+from magsync.settings import ConfigError
+from magsync.sources.signature import sign
+from tests.conftest import load_fixture, queue_depth
+
+SECRET = "whsec-test"
+SEED = json.dumps(load_fixture("seed_webhook.json")).encode()
+
+
+@pytest.fixture
+def app(make_settings, rabbitmq_url, broker_namespace):
+    settings = make_settings(
+        MAGENTO_WEBHOOK_SECRET=f"retired-secret,{SECRET}",
+        CELERY_BROKER_URL=rabbitmq_url,
+        MAGSYNC_BROKER_NAMESPACE=broker_namespace,
+        MAGSYNC_MAX_BODY_BYTES=64 * 1024,
+        MAGSYNC_PUBLISH_TIMEOUT=3,
+    )
+    app = create_app(settings)
+    yield app
+    app.extensions["magsync.receiver"].publisher.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def post(client, body, signature=None, content_type="application/json"):
+    headers = {"Content-Type": content_type}
+    if signature is not None:
+        headers["X-Magento-Signature"] = signature
+    return client.post("/magento/webhook", data=body, headers=headers)
+
+
+def envelope(**order_changes):
+    document = load_fixture("seed_webhook.json")
+    document["order"].update(order_changes)
+    return json.dumps(document).encode()
+
+
+def test_valid_webhook_is_confirmed_and_enqueued(client, rabbitmq_url, broker_namespace):
+    response = post(client, SEED, sign(SEED, SECRET))
+    assert response.status_code == 202
+    assert response.json["status"] == "accepted"
+    assert response.json["order"] == "000000123"
+
+    with Connection(rabbitmq_url) as conn:
+        raw = conn.default_channel.basic_get(f"{broker_namespace}.orders", no_ack=True)
+        assert raw is not None
+        message = conn.default_channel.message_to_python(raw)
+    assert message.headers["task"] == "magsync.sync_order"
+    assert message.headers["id"] == response.json["task_id"]
+    assert message.content_type == "application/json"
+    assert message.properties["delivery_mode"] == 2  # persistent
+    assert message.delivery_info["routing_key"] == f"{broker_namespace}.orders"
+    args, _kwargs, _embed = message.decode()
+    [event] = args
+    assert event["increment_id"] == "000000123"
+    assert event["entity_id"] == 123
+    assert event["order"]["customer_email"] == "jane.doe@example.com"
+
+
+def test_a_rotated_secret_is_still_accepted(client, rabbitmq_url, broker_namespace):
+    assert post(client, SEED, sign(SEED, "retired-secret")).status_code == 202
+    assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 1
+
+
+CASES = [
+    pytest.param(SEED, None, "application/json", 401, "invalid_signature", id="no-signature"),
+    pytest.param(
+        SEED,
+        "sha256=" + "0" * 64,
+        "application/json",
+        401,
+        "invalid_signature",
+        id="wrong-signature",
+    ),
+    pytest.param(
+        SEED,
+        sign(SEED, "another-secret"),
+        "application/json",
+        401,
+        "invalid_signature",
+        id="other-secret",
+    ),
+    pytest.param(
+        SEED, "sha1=abc", "application/json", 400, "invalid_signature", id="other-algorithm"
+    ),
+    pytest.param(
+        SEED, "garbage", "application/json", 400, "invalid_signature", id="malformed-header"
+    ),
+    pytest.param(
+        SEED, sign(SEED, SECRET), "text/plain", 415, "unsupported_media_type", id="text-plain"
+    ),
+    pytest.param(
+        SEED,
+        sign(SEED, SECRET),
+        "application/x-www-form-urlencoded",
+        415,
+        "unsupported_media_type",
+        id="form",
+    ),
+    pytest.param(
+        b"{not json",
+        sign(b"{not json", SECRET),
+        "application/json",
+        400,
+        "invalid_json",
+        id="bad-json",
+    ),
+    pytest.param(
+        b"\xff\xfe",
+        sign(b"\xff\xfe", SECRET),
+        "application/json",
+        400,
+        "invalid_json",
+        id="not-utf8",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "signature", "content_type", "status", "error"), CASES)
+def test_rejected_requests_enqueue_nothing(
+    client, rabbitmq_url, broker_namespace, body, signature, content_type, status, error
+):
+    response = post(client, body, signature, content_type)
+    assert response.status_code == status
+    assert response.json["error"] == error
+    assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 0
+
+
+ENVELOPE_CASES = [
+    pytest.param(b'{"event": "customer_save_after", "order": {}}', "event", id="unknown-event"),
+    pytest.param(b'{"order": {"entity_id": 1, "increment_id": "1"}}', "event", id="no-event"),
+    pytest.param(b'{"event": "sales_order_save_after"}', "order", id="no-order"),
+    pytest.param(envelope(increment_id=None), "order", id="null-order-number"),
+    pytest.param(envelope(entity_id="abc"), "order", id="bad-entity-id"),
+    pytest.param(b"[1, 2]", "_schema", id="array"),
+    pytest.param(
+        b'{"type": "com.adobe.commerce.observer.sales_order_save_after", "id": "e1",'
+        b' "data": {"value": {"entity_id": "5"}}}',
+        "data",
+        id="adobe-without-order-number",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), ENVELOPE_CASES)
+def test_bad_envelopes_get_422_with_field_errors(
+    client, rabbitmq_url, broker_namespace, body, field
+):
+    response = post(client, body, sign(body, SECRET))
+    assert response.status_code == 422
+    assert response.json["error"] == "invalid_envelope"
+    assert field in response.json["errors"]
+    assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 0
+
+
+def test_adobe_envelope_is_accepted(client, rabbitmq_url, broker_namespace):
+    body = json.dumps(load_fixture("adobe_io_event.json")).encode()
+    response = post(client, body, sign(body, SECRET))
+    assert response.status_code == 202
+    assert response.json["task_id"] == "100004711:4f2a9c1e-8d3b-4e57-a1c6-2b9f0e7d5a31"
+    assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 1
+
+
+def test_oversized_body_gets_413(client, rabbitmq_url, broker_namespace):
+    body = envelope(padding="x" * (70 * 1024))
+    response = post(client, body, sign(body, SECRET))
+    assert response.status_code == 413
+    assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 0
+
+
+def test_unreachable_broker_gives_503_with_retry_after(make_settings, unused_port):
+    settings = make_settings(
+        MAGENTO_WEBHOOK_SECRET=SECRET,
+        CELERY_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{unused_port}//",
+        MAGSYNC_PUBLISH_TIMEOUT=2,
+    )
+    app = create_app(settings)
+    client = app.test_client()
+    try:
+        response = post(client, SEED, sign(SEED, SECRET))
+        assert response.status_code == 503
+        assert int(response.headers["Retry-After"]) > 0
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200
+    finally:
+        app.extensions["magsync.receiver"].publisher.close()
+
+
+def test_web_process_refuses_to_start_without_a_secret(make_settings):
+    with pytest.raises(ConfigError, match="MAGENTO_WEBHOOK_SECRET"):
+        create_app(make_settings())
+
+
+def test_readyz_with_the_broker_up(client):
+    assert client.get("/readyz").json == {"status": "ready"}
+
+
+def test_only_post_is_routed(client):
+    response = client.get("/magento/webhook")
+    assert response.status_code == 405
+    assert response.json["error"] == "method_not_allowed"
