@@ -151,6 +151,9 @@ class Publisher:
                 SYNC_ORDER_TASK,
                 args=[event],
                 task_id=task_id,
+                # What Flower shows instead of the whole order: short, and no buyer's details.
+                argsrepr=f"order {event['increment_id']} (entity {event['entity_id']})",
+                kwargsrepr="{}",
                 producer=self._producer(),
                 queue=self.topology.work_queue,
                 routing_key=self.topology.work_routing_key,

@@ -70,3 +70,15 @@ def test_heroku_broker_variable_is_used_when_celery_broker_url_is_unset():
 
 def test_api_version_accepts_the_v_prefix():
     assert Settings.from_env({"SALESFORCE_API_VERSION": "v59.0"}).sf_api_version == "59.0"
+
+
+def test_env_example_documents_every_setting():
+    from pathlib import Path
+
+    documented = {
+        line.split("=", 1)[0]
+        for line in (Path(__file__).parent.parent / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    declared = {env for env, _ in Settings.from_env({}).describe()}
+    assert declared - documented == set()
