@@ -5,6 +5,7 @@ settings the test gives it, logs to a file the test can read, and is stopped (TE
 when the test is done.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,7 +22,7 @@ BIN = Path(sys.executable).parent
 # The environment a process starts from: enough to run, nothing of the developer's settings.
 BASE_ENV = {
     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-    "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108 - only a fallback for HOME
+    "HOME": os.environ.get("HOME", "/root"),
     "LANG": "C.UTF-8",
     "PYTHONUNBUFFERED": "1",
     "PYTHONDONTWRITEBYTECODE": "1",
@@ -68,10 +69,8 @@ class Process:
 
     def kill(self, sig=signal.SIGKILL):
         """Send ``sig`` to the whole process group (a worker's pool children too)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop(self, timeout=15.0):
         if self.alive():
