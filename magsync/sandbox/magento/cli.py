@@ -1,7 +1,195 @@
+"""``magsync sandbox magento``: run the sandbox store, or drive a running one.
+
+Without a subcommand it serves: prints the settings as ``KEY=value`` lines on stdout and runs
+until SIGTERM or SIGINT. The subcommands talk to a running store through its control API
+(``--url``, default ``$MAGENTO_BASE_URL``) and print JSON.
+"""
+
+import json
+import signal
+import sys
+import threading
+
 import click
 
+from magsync.sandbox.magento.control import ControlClient, ControlError
+from magsync.sandbox.magento.oauth import Integration, new_secret, valid_secret
+from magsync.sandbox.magento.orders import ACTIONS
+from magsync.sandbox.magento.store import SandboxStore
+from magsync.sandbox.magento.webhooks import ENVELOPES
 
-@click.command()
-def command():
-    """Run the sandbox Magento store."""
-    raise click.ClickException("not available yet")
+
+def _secret(ctx, param, value):
+    if value is not None and not valid_secret(value):
+        raise click.BadParameter("must be 32 lowercase letters and digits")
+    return value
+
+
+@click.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8081, show_default=True, help="Port to listen on (0: any free).")
+@click.option("--webhook-url", default=None, help="Where webhooks go (none: no webhooks).")
+@click.option("--webhook-secret", default=None, help="HMAC secret (generated when not given).")
+@click.option("--envelope", type=click.Choice(sorted(ENVELOPES)), default="seed", show_default=True)
+@click.option("--seed", default=1, show_default=True, help="Seed of the order generator.")
+@click.option("--orders", default=0, show_default=True, help="Orders to place at start.")
+@click.option("--senders", default=8, show_default=True, help="Webhook sender threads.")
+@click.option("--duplicate", default=0.0, show_default=True, help="Chaos: P(send twice).")
+@click.option("--drop", default=0.0, show_default=True, help="Chaos: P(never send).")
+@click.option("--reorder-window", default=0.0, show_default=True, help="Chaos: max hold, s.")
+@click.option("--burst-every", default=0.0, show_default=True, help="Chaos: release every s.")
+@click.option("--retry-base", default=1.0, show_default=True, help="First retry delay, s.")
+@click.option("--retry-max-delay", default=60.0, show_default=True, help="Longest delay, s.")
+@click.option("--max-attempts", default=10, show_default=True, help="Attempts before giving up.")
+@click.option("--give-up-after", default=86400.0, show_default=True, help="Give up after s.")
+@click.option("--timeout", default=10.0, show_default=True, help="Per-attempt timeout, s.")
+@click.option("--consumer-key", callback=_secret, help="Pin the integration's consumer key.")
+@click.option("--consumer-secret", callback=_secret, help="Pin the consumer secret.")
+@click.option("--access-token", callback=_secret, help="Pin the access token.")
+@click.option("--access-token-secret", callback=_secret, help="Pin the access token secret.")
+@click.pass_context
+def command(ctx, **options):
+    """Run the sandbox Magento store (REST API, webhooks, control API)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    integration = Integration(
+        consumer_key=options["consumer_key"] or new_secret(),
+        consumer_secret=options["consumer_secret"] or new_secret(),
+        access_token=options["access_token"] or new_secret(),
+        access_token_secret=options["access_token_secret"] or new_secret(),
+    )
+    store = SandboxStore(
+        host=options["host"],
+        port=options["port"],
+        webhook_url=options["webhook_url"],
+        webhook_secret=options["webhook_secret"],
+        envelope=options["envelope"],
+        seed=options["seed"],
+        integration=integration,
+        senders=options["senders"],
+        retry={
+            "base": options["retry_base"],
+            "max_delay": options["retry_max_delay"],
+            "max_attempts": options["max_attempts"],
+            "give_up_after": options["give_up_after"],
+            "timeout": options["timeout"],
+        },
+        chaos={
+            "duplicate": options["duplicate"],
+            "drop": options["drop"],
+            "reorder_window": options["reorder_window"],
+            "burst_every": options["burst_every"],
+        },
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        store.start()
+        if options["orders"]:
+            store.create_orders(options["orders"])
+        for key, value in store.settings().items():
+            click.echo(f"{key}={value}")
+        sys.stdout.flush()
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        store.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _client_command(function):
+    """A subcommand that talks to a running store and prints what it answers as JSON."""
+
+    @click.option("--url", envvar="MAGENTO_BASE_URL", default="http://127.0.0.1:8081",
+                  show_default=True, help="Base URL of the running store.")  # fmt: skip
+    def wrapper(url, **kwargs):
+        with ControlClient(url) as client:
+            try:
+                answer = function(client, **kwargs)
+            except ControlError as error:
+                raise click.ClickException(str(error)) from None
+        click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+@command.command("create")
+@click.argument("count", type=int)
+@click.option("--kind", type=click.Choice(["registered", "guest", "configurable"]))
+@click.option("--step", "steps", multiple=True, type=click.Choice(sorted(ACTIONS)))
+@_client_command
+def create(client, count, kind, steps):
+    """Place COUNT orders (each taken through the --step actions)."""
+    return client.create_orders(count, kind=kind, steps=list(steps))
+
+
+@command.command("act")
+@click.argument("entity_id", type=int)
+@click.argument("action", type=click.Choice(sorted(ACTIONS)))
+@_client_command
+def act(client, entity_id, action):
+    """Run a lifecycle ACTION on the order ENTITY_ID."""
+    return client.act(entity_id, action)
+
+
+@command.command("scenario")
+@click.option("--orders", default=1000, show_default=True)
+@click.option("--step", "steps", multiple=True, type=click.Choice(sorted(ACTIONS)))
+@click.option("--duration", type=float, default=None, help="Spread the saves over s seconds.")
+@click.option("--lag", default=0, show_default=True, help="Orders between an order's steps.")
+@click.option("--burst", default=1, show_default=True, help="Saves issued together.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for delivery.")
+@_client_command
+def scenario(client, orders, steps, duration, lag, burst, wait):
+    """Run a scenario (default: each order placed, invoiced and shipped)."""
+    return client.run_scenario(
+        orders=orders,
+        steps=list(steps) or ["invoice", "ship"],
+        duration=duration,
+        lag=lag,
+        burst=burst,
+        wait=wait,
+    )
+
+
+@command.command("truth")
+@click.option("--full", is_flag=True, help="Whole orders instead of summaries.")
+@_client_command
+def truth(client, full):
+    """Print the current truth of every order."""
+    return client.truth(summary=not full)
+
+
+@command.command("deliveries")
+@click.option("--since", default=0, show_default=True)
+@_client_command
+def deliveries(client, since):
+    """Print the delivery log."""
+    return client.deliveries(since)
+
+
+@command.command("status")
+@_client_command
+def status(client):
+    """Print order count and delivery counters."""
+    return client.status()
+
+
+@command.command("chaos")
+@click.option("--duplicate", default=0.0, show_default=True)
+@click.option("--drop", default=0.0, show_default=True)
+@click.option("--reorder-window", default=0.0, show_default=True)
+@click.option("--burst-every", default=0.0, show_default=True)
+@_client_command
+def chaos(client, duplicate, drop, reorder_window, burst_every):
+    """Replace the chaos settings of a running store."""
+    return client.set_chaos(
+        duplicate=duplicate, drop=drop, reorder_window=reorder_window, burst_every=burst_every
+    )
