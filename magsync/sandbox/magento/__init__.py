@@ -37,7 +37,8 @@ Control API (:mod:`.control`, no credentials)
     · ``GET /_sandbox/orders`` (the truth; ``?summary=1``) · ``GET /_sandbox/orders/{id}`` ·
     ``POST /_sandbox/orders/{id}/{action}`` · ``POST /_sandbox/scenarios`` (``"background":
     true`` answers 202) · ``GET /_sandbox/scenarios/{id}`` · ``GET /_sandbox/deliveries?since=N``
-    · ``GET|PUT /_sandbox/chaos`` · ``GET|PUT /_sandbox/webhook`` · ``GET|PUT /_sandbox/retry``
+    · ``GET|PUT /_sandbox/chaos`` · ``GET|PUT /_sandbox/webhook`` ·
+    ``POST /_sandbox/webhook/challenge`` · ``GET|PUT /_sandbox/retry``
     · ``POST /_sandbox/delivery/pause`` · ``POST /_sandbox/delivery/resume`` ·
     ``GET /_sandbox/idle?timeout=S`` · ``GET /_sandbox/adobe/keys/pub-key-{1,2}.pem``.
     :class:`~magsync.sandbox.magento.control.ControlClient` drives it from another process.

@@ -20,6 +20,7 @@ GET      ``/_sandbox/deliveries?since=N``          delivery log from entry N: ``
 GET/PUT  ``/_sandbox/chaos``                       chaos knobs (PUT replaces them all)
 GET/PUT  ``/_sandbox/webhook``                     target: ``url`` (``""`` = none), ``secret``,
                                                    ``envelope``; PUT changes the given keys
+POST     ``/_sandbox/webhook/challenge``           Adobe's registration check against the URL
 GET/PUT  ``/_sandbox/retry``                       retry policy; PUT changes the given keys
 POST     ``/_sandbox/delivery/pause``              hold all deliveries
 POST     ``/_sandbox/delivery/resume``             release them
@@ -148,6 +149,10 @@ def put_webhook(store, match, query, body):
     return get_webhook(store, match, query, body)
 
 
+def challenge(store, match, query, body):
+    return 200, store.verify_webhook(float(body.get("timeout", 10)))
+
+
 def get_retry(store, match, query, body):
     return 200, asdict(store.sender.policy)
 
@@ -194,6 +199,7 @@ ROUTES = [
     ("PUT", r"/_sandbox/chaos", put_chaos),
     ("GET", r"/_sandbox/webhook", get_webhook),
     ("PUT", r"/_sandbox/webhook", put_webhook),
+    ("POST", r"/_sandbox/webhook/challenge", challenge),
     ("GET", r"/_sandbox/retry", get_retry),
     ("PUT", r"/_sandbox/retry", put_retry),
     ("POST", r"/_sandbox/delivery/pause", pause),
@@ -341,6 +347,9 @@ class ControlClient:
 
     def set_webhook(self, **changes):
         return self._call("PUT", "webhook", changes)
+
+    def verify_webhook(self, timeout=10.0):
+        return self._call("POST", "webhook/challenge", {"timeout": timeout})
 
     def retry_policy(self):
         return self._call("GET", "retry")

@@ -247,6 +247,10 @@ class SandboxStore:
             changes["envelope"] = envelope
         return asdict(self.sender.set_target(**changes))
 
+    def verify_webhook(self, timeout=10.0):
+        """Adobe's registration challenge against the current URL (see ``Sender.challenge``)."""
+        return self.sender.challenge(timeout)
+
     def set_chaos(self, duplicate=0.0, reorder_window=0.0, drop=0.0, burst_every=0.0):
         """Replace the chaos settings (everything not given is off)."""
         chaos = Chaos(

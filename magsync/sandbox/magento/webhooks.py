@@ -555,13 +555,39 @@ class Sender:
                 "duplicate": delivery.duplicate,
                 "attempt": delivery.attempts,
                 "outcome": outcome,
-                "status_code": status_code,
+                "status": status_code,
                 "error": error,
                 "url": url,
                 "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "elapsed_ms": round(elapsed * 1000, 2),
             }
         )
+
+    def challenge(self, timeout=10.0):
+        """Adobe's registration check: ``GET <url>?challenge=<token>`` must echo the token.
+
+        The answer may be the token itself or ``{"challenge": token}``; returns what happened.
+        """
+        url = self._target.url
+        token = uuid.uuid4().hex
+        result = {"url": url, "challenge": token, "ok": False, "status": None, "answer": None}
+        if url is None:
+            result["answer"] = "no webhook URL"
+            return result
+        try:
+            response = requests.get(url, params={"challenge": token}, timeout=timeout)
+        except requests.RequestException as exc:
+            result["answer"] = f"{type(exc).__name__}: {exc}"
+            return result
+        with response:
+            text = response.text.strip()
+            result.update(status=response.status_code, answer=text[:500])
+            try:
+                echoed = response.json().get("challenge") if text.startswith("{") else text
+            except ValueError:
+                echoed = None
+        result["ok"] = response.status_code == 200 and echoed == token
+        return result
 
     # -- inspection --------------------------------------------------------------------------
 
