@@ -6,6 +6,7 @@ A fault rule is a dict (JSON over the control API, keyword arguments in Python):
      "method": "PATCH",            # or "*" (default)
      "path": "/services/data/",    # path prefix (default "/"), or
      "path_regex": "^/services/data/v[0-9.]+/sobjects/Opportunity/",   # re.search
+     "after": 2,                   # let this many matching requests through first (default 0)
      "count": 3,                   # fire this many times, then retire (default: unlimited)
      "probability": 0.5,           # chance to fire on each matching request (default 1)
      "status": 503, "body": ..., "content_type": ..., "headers": {...},   # override the kind's
@@ -107,6 +108,7 @@ class FaultRule:
             self.path_regex = re.compile(pattern) if pattern else None
         except re.error as exc:
             raise FaultError(f"bad path_regex: {exc}") from None
+        self.after = int(spec.pop("after", 0))
         self.count = spec.pop("count", None)
         self.count = None if self.count is None else int(self.count)
         self.probability = float(spec.pop("probability", 1.0))
@@ -129,6 +131,7 @@ class FaultRule:
         if not 0.0 <= self.probability <= 1.0:
             raise FaultError("probability must be between 0 and 1")
         self.fired = 0
+        self.seen = 0
         self._lock = threading.Lock()
 
     def matches(self, method, path):
@@ -141,6 +144,9 @@ class FaultRule:
     def fire(self, rng):
         """True when the rule applies to this request (and uses up one of its count)."""
         with self._lock:
+            self.seen += 1
+            if self.seen <= self.after:
+                return False
             if self.count is not None and self.fired >= self.count:
                 return False
             if self.probability < 1.0 and rng.random() >= self.probability:
@@ -160,6 +166,7 @@ class FaultRule:
             "method": self.method,
             "path": self.path,
             "path_regex": self.path_regex.pattern if self.path_regex else None,
+            "after": self.after,
             "count": self.count,
             "probability": self.probability,
             "fired": self.fired,

@@ -165,8 +165,9 @@ class SandboxOrg:
 
         ``api_calls`` (by kind) and ``api_calls_total``: calls counted against the daily
         allowance; ``api_usage`` / ``daily_limit``: what ``Sforce-Limit-Info`` reports;
-        ``token_requests`` (by grant: ``jwt-bearer``, ``refresh_token``, ``other``) and
-        ``token_requests_total``; ``token_errors`` (by OAuth error); ``rejected`` (by reason:
+        ``token_requests`` (every request to the token endpoint, faulted ones included, by
+        grant: ``jwt-bearer``, ``refresh_token``, ``other``) and ``token_requests_total``;
+        ``token_errors`` (errors the org answered, by OAuth error); ``rejected`` (by reason:
         ``INVALID_SESSION_ID``, ``TotalRequests``, ``ConcurrentPerOrgLongTxn``);
         ``faults_fired``; ``responses`` (by status code); ``in_flight`` and ``in_flight_peak``.
         """
@@ -308,11 +309,13 @@ class SandboxOrg:
             return self._stopping.is_set()
         return self._stopping.wait(seconds)
 
-    def token_request(self, form):
-        """``(status, body)`` for a token request's parameters, counted by grant type."""
-        grant = auth.GRANT_NAMES.get(form.get("grant_type"), "other")
+    def count_token_request(self, grant_type):
+        """Count a request to the token endpoint (faulted ones too) by its grant type."""
         with self._lock:
-            self._token_requests[grant] += 1
+            self._token_requests[auth.GRANT_NAMES.get(grant_type, "other")] += 1
+
+    def token_request(self, form):
+        """``(status, body)`` for a token request's parameters."""
         try:
             return 200, self.sessions.grant(form, self.url)
         except auth.OAuthError as exc:

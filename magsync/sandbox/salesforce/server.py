@@ -131,8 +131,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.close_connection:
             lines.append("Connection: close")
         head_bytes = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head_bytes if head else head_bytes + payload)
+        # Count before writing: a client may ask for stats as soon as it has the answer.
         self.server.org.note_status(status)
+        self.wfile.write(head_bytes if head else head_bytes + payload)
 
     def _drop(self):
         """Close the connection without answering."""
@@ -271,6 +272,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _oauth(self, method, path, query, body):
         org = self.server.org
+        form = auth.token_form(query, body, self.headers.get("Content-Type"))
+        if path.rstrip("/") == "/services/oauth2/token":
+            org.count_token_request(form.get("grant_type"))
         if self._fault(method, path, False):
             return
         if org.sleep(org.delay()):
@@ -287,7 +291,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 headers,
             )
             return
-        form = auth.token_form(query, body, self.headers.get("Content-Type"))
         status, answer = org.token_request(form)
         self._send(status, answer, headers)
 
