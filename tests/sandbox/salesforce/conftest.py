@@ -1,0 +1,150 @@
+"""Fixtures for the sandbox Salesforce org: the org on a free port, HTTPS sessions that trust its
+CA, simple-salesforce clients in direct-session and JWT-login modes, and JWT assertions."""
+
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+import requests.adapters
+from simple_salesforce import Salesforce
+
+from magsync.sandbox.salesforce import SandboxOrg
+
+API = "58.0"
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory):
+    """One state directory (CA, keys) for the whole run: generating keys is the slow part."""
+    return tmp_path_factory.mktemp("sandbox-salesforce")
+
+
+@pytest.fixture
+def org_factory(state_dir):
+    """Start orgs with the given options; all are stopped after the test."""
+    started = []
+
+    def start(**options):
+        org = SandboxOrg(state_dir=state_dir, **options).start()
+        started.append(org)
+        return org
+
+    yield start
+    for org in started:
+        org.stop()
+
+
+@pytest.fixture
+def org(org_factory):
+    return org_factory()
+
+
+def https_session(org):
+    """A keep-alive session that verifies the org against its ca.pem."""
+    session = requests.Session()
+    session.verify = str(org.ca_path)
+    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE from the environment override
+    # Session.verify; a client of the sandbox has to opt out of that.
+    session.trust_env = False
+    return session
+
+
+@pytest.fixture
+def session(org):
+    with https_session(org) as s:
+        yield s
+
+
+@pytest.fixture
+def token(org):
+    return org.issue_access_token()
+
+
+def direct_client(org, session, token):
+    """simple-salesforce in direct-session mode, the way magsync uses it."""
+    return Salesforce(instance_url=org.url, session_id=token, session=session, version=API)
+
+
+@pytest.fixture
+def sf(org, session, token):
+    return direct_client(org, session, token)
+
+
+@pytest.fixture
+def data(org, session, token):
+    """``data(method, path, **kwargs)``: a raw request to ``/services/data/v58.0/<path>``."""
+
+    def call(method, path, token_override=None, **kwargs):
+        headers = {
+            "Authorization": f"Bearer {token_override or token}",
+            **kwargs.pop("headers", {}),
+        }
+        url = path if path.startswith("https://") else f"{org.url}/services/data/v{API}/{path}"
+        return session.request(method, url, headers=headers, timeout=10, **kwargs)
+
+    return call
+
+
+def assertion(org, key_path=None, **claims):
+    """A signed JWT bearer assertion for ``org``; ``claims`` override or (None) remove claims."""
+    body = {
+        "iss": org.client_id,
+        "sub": org.username,
+        "aud": "https://login.salesforce.com",
+        "exp": int(time.time()) + 120,
+    }
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    key = Path(key_path or org.client_key_path).read_bytes()
+    return jwt.encode(body, key, algorithm="RS256")
+
+
+def token_request(org, session, data):
+    return session.post(f"{org.url}/services/oauth2/token", data=data, timeout=10)
+
+
+class LoginHostToOrg(requests.adapters.HTTPAdapter):
+    """Sends what simple-salesforce addresses to https://login.salesforce.com to the org
+    (its login modes always build the token URL from a ``*.salesforce.com`` domain)."""
+
+    def __init__(self, org_url):
+        super().__init__()
+        self.org_url = org_url
+
+    def send(self, request, **kwargs):
+        request.url = request.url.replace("https://login.salesforce.com", self.org_url, 1)
+        return super().send(request, **kwargs)
+
+
+def login_client(org, session):
+    """simple-salesforce in JWT-login mode (it can refresh its own session)."""
+    session.mount("https://login.salesforce.com", LoginHostToOrg(org.url))
+    return Salesforce(
+        username=org.username,
+        consumer_key=org.client_id,
+        privatekey_file=str(org.client_key_path),
+        session=session,
+        version=API,
+    )
+
+
+def opportunity(**fields):
+    body = {
+        "Name": "Order 000000123 - Jane Doe",
+        "StageName": "Prospecting",
+        "CloseDate": "2023-11-26",
+        "Amount": 99.99,
+        "Magento_Customer_Email__c": "jane.doe@example.com",
+        "Billing_Street__c": "123 Main St",
+        "Billing_City__c": "Anytown",
+        "Billing_State__c": "State",
+        "Billing_PostalCode__c": "12345",
+        "Billing_Country__c": "US",
+        "Description": "Product X (SKU: PROD-XYZ, Qty: 1)",
+        "LeadSource": "Magento E-commerce",
+    }
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not None}
