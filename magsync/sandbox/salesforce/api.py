@@ -311,7 +311,9 @@ def _external_field(obj, field_name):
     f = obj.field(field_name)
     if f is None:
         raise not_found(EXTERNAL_ID_MISSING.format(field_name))
-    if not f.indexed:
+    # Upsert matches on External ID fields and on standard fields with idLookup (Contact.Email,
+    # Account.Name); a custom field that is only Unique does not qualify.
+    if not (f.external_id or f.id_lookup):
         raise bad_request(
             "INVALID_FIELD", f"{f.name} is not an External ID or indexed field for {obj.name}"
         )
