@@ -78,10 +78,7 @@ class SandboxOrg:
         self._server = SandboxServer(self, (self.host, self._port), tls_context(self.identity))
         self._port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            daemon=True,
-            name="sandbox-salesforce",
+            target=self._server.serve, daemon=True, name="sandbox-salesforce"
         )
         self._thread.start()
         return self
@@ -92,10 +89,10 @@ class SandboxOrg:
         if server is None:
             return
         self._stopping.set()
-        server.shutdown()
+        server.stop_serving()
+        self._thread.join()
         server.server_close()
         server.close_connections()
-        self._thread.join()
         self._thread = None
 
     def __enter__(self):

@@ -26,6 +26,7 @@ import http.server
 import json
 import logging
 import secrets
+import selectors
 import socket
 import socketserver
 import ssl
@@ -385,7 +386,31 @@ class SandboxServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self._connections = set()
         self._conn_threads = set()
         self._closing = False
+        self._wake_reader, self._wake_writer = socket.socketpair()
         super().__init__(address, Handler)
+
+    def serve(self):
+        """Accept connections until ``stop_serving()``; returns promptly when told to."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_reader:
+                        return
+                    try:
+                        request, client_address = self.get_request()
+                    except OSError:
+                        continue
+                    self.process_request(request, client_address)
+
+    def stop_serving(self):
+        self._wake_writer.send(b"x")
+
+    def server_close(self):
+        super().server_close()
+        self._wake_reader.close()
+        self._wake_writer.close()
 
     def server_bind(self):
         # HTTPServer.server_bind resolves the host name (getfqdn), which can stall without DNS.
