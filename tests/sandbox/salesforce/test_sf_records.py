@@ -1,4 +1,4 @@
-"""sObject rows, describe, record ids, versions and limits, through simple-salesforce and raw HTTPS."""
+"""sObject rows, describe, record ids, versions and limits, over simple-salesforce and HTTPS."""
 
 import pytest
 from simple_salesforce.exceptions import SalesforceResourceNotFound

@@ -89,7 +89,8 @@ def test_several_matches_answer_300_with_record_urls(data, sf):
             404,
             {
                 "errorCode": "NOT_FOUND",
-                "message": "Provided external ID field does not exist or is not accessible: Order_Number__c",
+                "message": "Provided external ID field does not exist or is not accessible: "
+                "Order_Number__c",
             },
         ),
         (
@@ -107,7 +108,8 @@ def test_several_matches_answer_300_with_record_urls(data, sf):
             400,
             {
                 "errorCode": "INVALID_FIELD",
-                "message": "The Magento_Order_ID__c field should not be specified in the sobject data.",
+                "message": "The Magento_Order_ID__c field should not be specified in the "
+                "sobject data.",
             },
         ),
         (
@@ -195,7 +197,8 @@ def test_variant_org_without_the_external_id_flag(org_factory):
             sf.Opportunity.upsert("Magento_Order_ID__c/000000123", opportunity())
         assert refused.value.content == [
             {
-                "message": "Magento_Order_ID__c is not an External ID or indexed field for Opportunity",
+                "message": "Magento_Order_ID__c is not an External ID or indexed field for "
+                "Opportunity",
                 "errorCode": "INVALID_FIELD",
             }
         ]

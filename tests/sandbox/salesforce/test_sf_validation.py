@@ -151,8 +151,8 @@ CASES = [
         opportunity(IsWon=True),
         "INVALID_FIELD_FOR_INSERT_UPDATE",
         ["IsWon"],
-        "Unable to create/update fields: IsWon. Please check the security settings of this field and "
-        "verify that it is read/write for your profile or permission set.",
+        "Unable to create/update fields: IsWon. Please check the security settings of this "
+        "field and verify that it is read/write for your profile or permission set.",
     ),
     (
         "bad email",
