@@ -176,6 +176,9 @@ class _Parser:
     def unexpected(self, token):
         if token.kind == "eof":
             return self.error(token, "unexpected token: <EOF>")
+        if token.kind == "unterminated":
+            detail = f"line 1:{len(self.text)} mismatched character '<EOF>' expecting '''"
+            return self.error(token, detail)
         return self.error(token, f"unexpected token: '{token.text}'")
 
     # -- tokens ------------------------------------------------------------------------------
@@ -190,6 +193,11 @@ class _Parser:
             kind = match.lastgroup
             if kind == "string":
                 end = self._string_end(text, pos)
+                if end is None:
+                    # Reported only if the parser gets this far: an earlier token may be the
+                    # real mistake (an unescaped quote inside a literal).
+                    tokens.append(Token("unterminated", text[pos:], pos))
+                    break
                 tokens.append(Token("string", text[pos + 1 : end], pos))
                 pos = end + 1
                 continue
@@ -208,10 +216,7 @@ class _Parser:
             if text[pos] == "'":
                 return pos
             pos += 1
-        raise self.error(
-            Token("string", "'", start),
-            f"line 1:{len(text)} mismatched character '<EOF>' expecting '''",
-        )
+        return None
 
     @property
     def token(self):

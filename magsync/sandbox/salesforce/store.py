@@ -141,7 +141,7 @@ class Store:
             before = self.get(sobject, record_id)
             self._unindex(sobject, before)
             del self.records[sobject][before["Id"]]
-            self.deleted[sobject][before["Id"]] = before
+            self.deleted[sobject][before["Id"]] = {**before, "IsDeleted": True}
             self._log(("delete", sobject, before))
 
     def _put(self, sobject, record, before):
