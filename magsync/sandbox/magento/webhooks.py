@@ -203,9 +203,10 @@ class RetryPolicy:
     """When a failed delivery is tried again, and when the sender gives up.
 
     The n-th retry waits between half and all of ``min(max_delay, base * factor**(n-1))``
-    seconds (jitter), at least what a ``Retry-After`` header asks (up to ``max_delay``). The
-    sender gives up after ``max_attempts`` attempts or ``give_up_after`` seconds since the first.
-    ``timeout`` bounds each attempt (Adobe I/O Events allows 10 s).
+    seconds (jitter), and at least what a ``Retry-After`` header asks, up to
+    ``max_retry_after``. The sender gives up after ``max_attempts`` attempts or
+    ``give_up_after`` seconds since the first. ``timeout`` bounds each attempt (Adobe I/O
+    Events allows 10 s).
     """
 
     base: float = 1.0
@@ -214,12 +215,13 @@ class RetryPolicy:
     max_attempts: int = 10
     give_up_after: float = 86400.0
     timeout: float = 10.0
+    max_retry_after: float = 300.0
 
     def delay(self, failures, rng, retry_after=None):
         ceiling = min(self.max_delay, self.base * self.factor ** (failures - 1))
         wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
         if retry_after is not None:
-            wait = max(wait, min(retry_after, self.max_delay))
+            wait = max(wait, min(retry_after, self.max_retry_after))
         return wait
 
 

@@ -29,11 +29,13 @@ class Receiver:
 
     ``script`` is a list of answers used in turn (then the last one repeats); an answer is a
     status code, ``(status, headers)``, or ``("sleep", seconds, status)`` to answer late.
+    ``responder(body)``, when set, answers instead (returning None falls back to the script).
     """
 
     def __init__(self):
         self.requests = []
         self.script = [200]
+        self.responder = None
         self._lock = threading.Lock()
         self._calls = 0
         receiver = self
@@ -68,15 +70,21 @@ class Receiver:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/magento/webhook"
 
     def _answer(self, path, headers, body):
         with self._lock:
-            self.requests.append({"path": path, "headers": headers, "body": body})
-            answer = self.script[min(self._calls, len(self.script) - 1)]
-            self._calls += 1
+            self.requests.append(
+                {"path": path, "headers": headers, "body": body, "time": time.monotonic()}
+            )
+            answer = self.responder(body) if self.responder else None
+            if answer is None:
+                answer = self.script[min(self._calls, len(self.script) - 1)]
+                self._calls += 1
         if isinstance(answer, int):
             return answer, {}
         return answer
@@ -84,6 +92,16 @@ class Receiver:
     def bodies(self):
         with self._lock:
             return [json.loads(request["body"]) for request in self.requests]
+
+    def wait_for(self, count, timeout=10.0):
+        """Wait until ``count`` requests arrived; returns them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.requests) >= count:
+                    return list(self.requests)
+            time.sleep(0.01)
+        raise AssertionError(f"{len(self.requests)} requests arrived, {count} expected")
 
     def close(self):
         self._server.shutdown()
