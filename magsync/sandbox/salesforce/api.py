@@ -723,6 +723,12 @@ def _substitute(value, results, failed):
     return _REFERENCE.sub(as_text, value)
 
 
+def _has_failed_record(body):
+    return isinstance(body, list) and any(
+        isinstance(item, dict) and item.get("success") is False for item in body
+    )
+
+
 def _check_subrequests(subrequests):
     if not isinstance(subrequests, list) or not subrequests:
         raise json_parser_error("compositeRequest must be a non-empty list of subrequests")
@@ -793,6 +799,10 @@ def composite(call):
                 failed.add(reference_id)
             else:
                 results[reference_id] = answer.body
+                # Under allOrNone a Collections subrequest with a failed record fails the whole
+                # Composite request, although the subrequest itself answers 200.
+                if all_or_none and _has_failed_record(answer.body):
+                    failed.add(reference_id)
             out.append(
                 {
                     "body": answer.body,
