@@ -135,6 +135,8 @@ class ControlClient:
         self.timeout = timeout
         self._session = requests.Session()
         self._session.verify = str(ca_path)
+        # requests lets REQUESTS_CA_BUNDLE in the environment override Session.verify.
+        self._session.trust_env = False
 
     def close(self):
         self._session.close()
