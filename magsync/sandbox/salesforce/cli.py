@@ -10,15 +10,20 @@ import threading
 
 import click
 
-from magsync.sandbox.salesforce.faults import FaultError, parse_spec
+from magsync.sandbox.salesforce.faults import FaultError, FaultRule, parse_spec
 from magsync.sandbox.salesforce.org import SandboxOrg
 
 
 def _faults(ctx, param, values):
+    specs = []
     try:
-        return [parse_spec(value) for value in values]
-    except FaultError as exc:
+        for value in values:
+            spec = parse_spec(value)
+            FaultRule(spec)  # refuse a bad rule before anything starts
+            specs.append(spec)
+    except (FaultError, ValueError, TypeError) as exc:
         raise click.BadParameter(str(exc)) from None
+    return specs
 
 
 @click.command()

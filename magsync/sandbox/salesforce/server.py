@@ -158,7 +158,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._discard(length)
                 raise _BodyTooLarge(True)
             raise _BodyTooLarge(False)
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise ConnectionAbortedError("the client went away before sending its body")
+        return body
 
     def _discard(self, length):
         while length > 0:
