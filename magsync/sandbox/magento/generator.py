@@ -20,7 +20,6 @@ The same seed and the same sequence of calls give the same orders. Callers may p
 (see :meth:`OrderGenerator.new_order`).
 """
 
-import copy
 import json
 import random
 from decimal import Decimal
@@ -70,6 +69,11 @@ class Sequences:
         return f"{prefix}{value:09d}"
 
 
+def clone(document):
+    """A deep copy of JSON data (a JSON round trip: exact for JSON types, and fast)."""
+    return json.loads(json.dumps(document))
+
+
 def sync_copies(order):
     """Refresh the denormalised copies after ``order["items"]`` changed.
 
@@ -80,9 +84,9 @@ def sync_copies(order):
     for row in order["items"]:
         if "parent_item_id" in row:
             parent = rows[row["parent_item_id"]]
-            row["parent_item"] = copy.deepcopy(parent)
+            row["parent_item"] = clone(parent)
     for assignment in order["extension_attributes"].get("shipping_assignments", []):
-        assignment["items"] = copy.deepcopy(order["items"])
+        assignment["items"] = clone(order["items"])
 
 
 class OrderGenerator:

@@ -28,13 +28,12 @@ action        allowed when                                           result (sta
 A refused action raises :class:`~magsync.sandbox.magento.errors.MagentoError` (400).
 """
 
-import json
 import threading
 from datetime import UTC, datetime, timedelta
 
 from magsync.sandbox.magento.amounts import dec, wire
 from magsync.sandbox.magento.errors import MagentoError, not_found
-from magsync.sandbox.magento.generator import Sequences, sync_copies
+from magsync.sandbox.magento.generator import Sequences, clone, sync_copies
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -53,8 +52,8 @@ _OPEN_STATES = ("new", "pending_payment", "processing")
 
 
 def copy_order(order):
-    """A deep copy of an order (JSON types only, so a JSON round trip is exact and fast)."""
-    return json.loads(json.dumps(order))
+    """A deep copy of an order."""
+    return clone(order)
 
 
 class SaveClock:
