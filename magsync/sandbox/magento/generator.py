@@ -313,14 +313,19 @@ class OrderGenerator:
         ``kind`` is one of :data:`KINDS` or None (random). ``overrides`` pins fields:
 
         * any top-level scalar (``increment_id``, ``customer_email``, ``customer_firstname``,
-          ``created_at``, ``store_id``, ``state``...): kept exactly; pinned e-mail and names also
-          become the address defaults, a pinned ``created_at`` is also the first ``updated_at``;
+          ``created_at``, ``store_id``, ``customer_is_guest``, ``state``...): kept exactly;
+          pinned e-mail and names also become the address defaults, a registered order's pinned
+          e-mail always maps to the same customer (and ``customer_id``), and a pinned
+          ``created_at`` is also the first ``updated_at``;
         * ``billing_address`` / ``shipping_address``: dicts laid over the generated address
           (pinning ``region`` or ``country_id`` without the region ids drops the generated ids);
         * ``items``: a list of ``{"sku", "name", "qty_ordered", "price"}`` (order currency; any
           other item field is kept too, ``"product_type": "configurable"`` adds the child row);
         * ``grand_total``: the other totals are balanced to it (no tax, no cart rule; the
           difference to the subtotal becomes shipping, or a discount when the total is lower).
+
+        Pinned money (``grand_total``, ``items``) is read in the default store's currency unless
+        ``store_id`` is pinned too. Other amounts are kept as given, without rebalancing.
         """
         pins = dict(overrides or {})
         if kind is not None and kind not in KINDS:

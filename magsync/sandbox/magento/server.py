@@ -113,7 +113,7 @@ class Handler(BaseHTTPRequestHandler):
         self.dispatch("PATCH")
 
     def log_message(self, format, *args):
-        log.debug("sandbox magento http: " + format, *args)
+        log.debug("http request", extra={"request": format % args})
 
     def dispatch(self, method):
         body = self._read_body()

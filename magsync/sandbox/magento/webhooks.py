@@ -82,6 +82,10 @@ def seed_envelope(order, event_id, context):
 
 
 _NESTED = ("items", "billing_address", "payment", "status_histories", "extension_attributes")
+_INTS = frozenset(
+    {"entity_id", "customer_is_guest", "customer_note_notify", "customer_gender", "edit_increment",
+     "total_item_count", "no_discount", "free_shipping", "email_sent", "parent_id"}
+)  # fmt: skip
 
 
 def _model_value(key, value):
@@ -95,12 +99,6 @@ def _model_value(key, value):
     if isinstance(value, (int, float)):
         return db_string(value)
     return value
-
-
-_INTS = frozenset(
-    {"entity_id", "customer_is_guest", "customer_note_notify", "customer_gender", "edit_increment",
-     "total_item_count", "no_discount", "free_shipping", "email_sent", "parent_id"}
-)  # fmt: skip
 
 
 def _model_row(row):

@@ -64,6 +64,7 @@ def role(row):
 
 
 ROLE_ROWS = {role(row): row for row in load_order("configurable")["items"]}
+ROLE_TAX = load_order("configurable")["extension_attributes"]["applied_taxes"][0]
 
 
 def order_shape_problems(recorded, order):
@@ -104,9 +105,6 @@ def order_shape_problems(recorded, order):
     for tax in extension["applied_taxes"]:
         problems += shape_problems(ROLE_TAX, tax, "applied_taxes")
     return problems
-
-
-ROLE_TAX = load_order("configurable")["extension_attributes"]["applied_taxes"][0]
 
 
 @pytest.fixture
