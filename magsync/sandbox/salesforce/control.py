@@ -6,6 +6,7 @@ Routes (JSON in and out; errors are ``{"error": "..."}`` with 400 or 404):
 ====== ===================================== ================================================
 GET    /_sandbox/settings                    the ``KEY=value`` settings as an object
 GET    /_sandbox/stats                       counters (``SandboxOrg.stats``)
+POST   /_sandbox/stats/reset                 counters back to zero, records and faults stay
 POST   /_sandbox/reset                       records, counters, faults, limits back to the start
 GET    /_sandbox/records/{sobject}           the object's records as stored
 POST   /_sandbox/records/{sobject}           ``{"records": [...]}`` created with validation,
@@ -82,6 +83,7 @@ ROUTES = {
     ("GET", ("settings",)): lambda org, body: org.settings(),
     ("GET", ("stats",)): lambda org, body: org.stats(),
     ("POST", ("reset",)): lambda org, body: org.reset() or {"reset": True},
+    ("POST", ("stats", "reset")): lambda org, body: org.reset_stats() or {"reset": True},
     ("GET", ("records", "*")): _records_get,
     ("POST", ("records", "*")): _records_post,
     ("GET", ("faults",)): lambda org, body: org.fault_rules(),
@@ -166,6 +168,9 @@ class ControlClient:
 
     def reset(self):
         self._call("POST", "reset")
+
+    def reset_stats(self):
+        self._call("POST", "stats/reset")
 
     def records(self, sobject):
         return self._call("GET", f"records/{quote(sobject)}")

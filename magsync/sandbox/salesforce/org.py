@@ -1,10 +1,10 @@
 """``SandboxOrg``: one sandbox Salesforce org, its state, its server, and its control surface.
 
-The control methods (``records``, ``insert``, ``stats``, ``reset``, ``add_fault``,
-``remove_fault``, ``clear_faults``, ``fault_rules``, ``set_latency``, ``expire_tokens``,
-``issue_access_token``, ``issue_refresh_token``, ``revoke_user``, ``restore_user``,
-``set_limits``, ``set_token_ttl``, ``settings``) are the same, with the same arguments and
-results, on ``control.ControlClient`` for other processes.
+The control methods (``records``, ``insert``, ``stats``, ``reset_stats``, ``reset``,
+``add_fault``, ``remove_fault``, ``clear_faults``, ``fault_rules``, ``set_latency``,
+``expire_tokens``, ``issue_access_token``, ``issue_refresh_token``, ``revoke_user``,
+``restore_user``, ``set_limits``, ``set_token_ttl``, ``settings``) are the same, with the same
+arguments and results, on ``control.ControlClient`` for other processes.
 """
 
 import collections
@@ -160,8 +160,10 @@ class SandboxOrg:
     def stats(self):
         """Counters since start or reset.
 
-        ``api_calls`` (by kind) and ``api_calls_total``: calls counted against the daily
-        allowance; ``api_usage`` / ``daily_limit``: what ``Sforce-Limit-Info`` reports;
+        ``api_calls`` (total) and ``calls_by_kind``: calls counted against the daily allowance,
+        by the kinds of ``api.ROUTES`` (``upsert``, ``query``, ``composite``, ...);
+        ``api_usage`` / ``daily_limit``: what ``Sforce-Limit-Info`` reports (``set_limits`` can
+        move the usage); ``max_in_flight``;
         ``token_requests`` (every request to the token endpoint, faulted ones included, by
         grant: ``jwt-bearer``, ``refresh_token``, ``other``) and ``token_requests_total``;
         ``token_errors`` (errors the org answered, by OAuth error); ``rejected`` (by reason:
@@ -170,8 +172,8 @@ class SandboxOrg:
         """
         with self._lock:
             return {
-                "api_calls": dict(self._api_calls),
-                "api_calls_total": sum(self._api_calls.values()),
+                "api_calls": sum(self._api_calls.values()),
+                "calls_by_kind": dict(self._api_calls),
                 "api_usage": self._usage,
                 "daily_limit": self.daily_limit,
                 "max_in_flight": self.max_in_flight,
@@ -184,6 +186,18 @@ class SandboxOrg:
                 "in_flight": self._in_flight,
                 "in_flight_peak": self._in_flight_peak,
             }
+
+    def reset_stats(self):
+        """Counters back to zero (the API usage too); records, faults and limits stay."""
+        with self._lock:
+            self._usage = 0
+            self._api_calls.clear()
+            self._token_requests.clear()
+            self._token_errors.clear()
+            self._rejected.clear()
+            self._responses.clear()
+            self._in_flight_peak = self._in_flight
+        self._faults.fired_total = 0
 
     def reset(self):
         """Records, counters, faults, latency, limits and token TTL back to how the org started.

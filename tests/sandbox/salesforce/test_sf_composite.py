@@ -38,7 +38,7 @@ def test_collections_create(org, sf):
     assert [r["success"] for r in results] == [True, True]
     assert [r["errors"] for r in results] == [[], []]
     assert sorted(r["id"] for r in results) == sorted(a["Id"] for a in org.records("Account"))
-    assert org.stats()["api_calls"] == {"collectionsCreate": 1}
+    assert org.stats()["calls_by_kind"] == {"collectionsCreate": 1}
 
 
 def test_collections_partial_success(org, data):
@@ -94,7 +94,7 @@ def test_collections_upsert(org, data):
         "000000002": "Closed Won",
         "000000003": "Prospecting",
     }
-    assert org.stats()["api_calls"] == {"collectionsUpsert": 2}
+    assert org.stats()["calls_by_kind"] == {"collectionsUpsert": 2}
 
 
 def test_collections_upsert_record_errors(org, data):
@@ -248,7 +248,7 @@ def test_composite_with_references(org, sf):
     assert org.records("Opportunity")[0]["AccountId"] == account_id
     role = org.records("OpportunityContactRole")[0]
     assert role["ContactId"] == org.records("Contact")[0]["Id"]
-    assert org.stats()["api_calls"] == {"composite": 1}
+    assert org.stats()["calls_by_kind"] == {"composite": 1}
 
 
 def test_composite_all_or_none_halts_and_rolls_back(org, data):
@@ -477,5 +477,5 @@ def test_composite_with_25_subrequests_counts_once(org, data):
     ]
     response = data("POST", "composite", json={"compositeRequest": subrequests})
     assert all(r["httpStatusCode"] == 201 for r in response.json()["compositeResponse"])
-    assert org.stats()["api_calls_total"] == 1
+    assert org.stats()["api_calls"] == 1
     assert response.headers["Sforce-Limit-Info"] == "api-usage=1/5000000"

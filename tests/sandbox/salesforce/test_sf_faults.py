@@ -93,7 +93,7 @@ def test_fault_kinds(org, sf, data, spec, status, content_type, check, exception
     assert data("GET", "limits").status_code == 200  # other methods and paths pass
     stats = org.stats()
     assert stats["faults_fired"] == 2
-    assert stats["api_calls"] == {"limits": 1}
+    assert stats["calls_by_kind"] == {"limits": 1}
 
 
 def test_count_after_and_removal(org, sf):
@@ -253,7 +253,10 @@ def test_control_api_from_another_process(org, data):
         }
         assert control.set_token_ttl(60) == {"token_ttl": 60.0}
         stats = control.stats()
-        assert stats["api_calls"] == {"limits": 2}
+        assert stats["calls_by_kind"] == {"limits": 2}
+        control.reset_stats()
+        assert (control.stats()["api_calls"], control.stats()["api_usage"]) == (0, 0)
+        assert len(control.records("Account")) == 1
         control.reset()
         assert control.records("Account") == []
         assert control.stats()["api_usage"] == 0

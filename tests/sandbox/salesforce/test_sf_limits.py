@@ -48,7 +48,7 @@ def test_usage_counts_each_call(org, data, sf):
         data("POST", "sobjects/Account", json={}).headers["Sforce-Limit-Info"]
         == "api-usage=3/5000000"
     )
-    assert org.stats()["api_calls"] == {"limits": 1, "upsert": 1, "create": 1}
+    assert org.stats()["calls_by_kind"] == {"limits": 1, "upsert": 1, "create": 1}
 
 
 def test_daily_allowance(org_factory):
@@ -129,4 +129,4 @@ def test_concurrent_requests_past_the_cap(org_factory):
     stats = org.stats()
     assert stats["rejected"] == {"ConcurrentPerOrgLongTxn": 2}
     assert stats["in_flight_peak"] == 2
-    assert stats["api_calls_total"] == 2
+    assert stats["api_calls"] == 2

@@ -226,7 +226,7 @@ def test_token_requests_are_counted_by_grant_and_not_against_the_allowance(org, 
     assert stats["token_requests_total"] == 5
     assert stats["token_errors"] == {"invalid_grant": 1}
     assert stats["api_usage"] == 0
-    assert stats["api_calls_total"] == 0
+    assert stats["api_calls"] == 0
 
 
 def test_simple_salesforce_jwt_login_mode(org, session):

@@ -284,7 +284,7 @@ def test_default_page_is_2000_and_simple_salesforce_follows_it(org, sf):
     everything = sf.query_all("SELECT Id, Name FROM Account WHERE Name LIKE 'Account%'")
     assert everything["totalSize"] == 2100
     assert len({r["Id"] for r in everything["records"]}) == 2100
-    assert org.stats()["api_calls"] == {"query": 2, "queryMore": 1}
+    assert org.stats()["calls_by_kind"] == {"query": 2, "queryMore": 1}
 
 
 @pytest.mark.parametrize(
