@@ -20,6 +20,27 @@ until SIGTERM or SIGINT. Or in-process::
         session = requests.Session(); session.verify = str(org.ca_path)
         sf = Salesforce(instance_url=org.url, session_id=token, session=session, version="58.0")
 
+Control it in-process (``org.add_fault(...)``, ``org.set_latency(...)``, ``org.expire_tokens()``,
+``org.revoke_user()`` / ``restore_user()``, ``org.set_limits(...)``, ``org.set_token_ttl(...)``,
+``org.records(...)``, ``org.stats()``, ``org.reset_stats()``, ``org.reset()``) or, from another
+process, over HTTP on the org's own port, without a session, with ``ControlClient(url, ca_path)``
+(same methods)::
+
+    GET  /_sandbox/settings | /_sandbox/stats | /_sandbox/records/{sobject} | /_sandbox/faults
+    POST /_sandbox/reset | /_sandbox/stats/reset | /_sandbox/records/{sobject} | /_sandbox/faults
+         /_sandbox/latency | /_sandbox/tokens/expire | /_sandbox/tokens | /_sandbox/refresh-tokens
+         /_sandbox/token-ttl | /_sandbox/limits | /_sandbox/users/{username}/revoke|restore
+    DELETE /_sandbox/faults | /_sandbox/faults/{id}
+
+A fault rule (``faults.py``) matches a method and a path prefix or regex, fires ``count`` times
+(after letting ``after`` requests through) or with a ``probability``, and answers as its
+``kind``: ``unavailable`` (503 HTML), ``unknown_exception`` (500), ``unable_to_lock_row`` (400),
+``throttled`` (429), ``request_limit`` (403), ``status`` (any), ``hang`` (hold ``seconds``, then
+close, respond or proceed) or ``drop`` (close without answering)::
+
+    org.add_fault(kind="unavailable", method="PATCH", path="/services/data/", count=3)
+    --fault 'kind=hang seconds=30 path=/services/oauth2/token'
+
 Where things live:
 
 - ``org.py``: ``SandboxOrg``, its lifecycle and control surface (also over HTTP, ``control.py``,
