@@ -341,11 +341,13 @@ class OrderGenerator:
         rate = dec(store["base_to_order_rate"])
 
         guest = pins.get("customer_is_guest")
-        guest = (
-            bool(guest)
-            if guest is not None
-            else (kind == "guest" or (kind is None and rng.random() < 0.35))
-        )
+        if guest is not None:
+            guest = bool(guest)
+        elif kind is None and ("customer_firstname" in pins or "customer_lastname" in pins):
+            # Guest orders carry no customer names; pinned ones mean a customer account.
+            guest = False
+        else:
+            guest = kind == "guest" or (kind is None and rng.random() < 0.35)
         if guest:
             person = self._person(store_id)
         elif "customer_email" in pins:

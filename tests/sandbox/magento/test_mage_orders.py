@@ -288,6 +288,7 @@ def test_pinned_fields_are_kept_and_the_rest_fits_around_them(book):
         order["discount_amount"]
     ) == D("99.99")
     assert order["order_currency_code"] == order["base_currency_code"] == "USD"
+    assert order["customer_is_guest"] == 0 and order["customer_id"]
     again = book.place(customer_email="jane.doe@example.com", customer_firstname="Jane")
     assert again["customer_id"] == order["customer_id"]
     with pytest.raises(MagentoError) as refused:
