@@ -50,8 +50,11 @@ class Identity:
 
 
 def ensure(state_dir, host):
-    """Create what is missing in ``state_dir`` (keys, certificates, ``org.json``) and load it."""
-    state_dir = Path(state_dir)
+    """Create what is missing in ``state_dir`` (keys, certificates, ``org.json``) and load it.
+
+    Paths are absolute, so settings printed for ``.env`` work from any working directory.
+    """
+    state_dir = Path(state_dir).expanduser().resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "ca": state_dir / "ca.pem",
