@@ -86,7 +86,7 @@ def test_usage_can_be_set_near_the_limit(org, sf):
 
 
 def test_concurrent_requests_past_the_cap(org_factory):
-    org = org_factory(max_in_flight=2, latency_ms=500)
+    org = org_factory(max_in_flight=2, latency_ms=800)
     token = org.issue_access_token()
     barrier = threading.Barrier(4)
     answers = []

@@ -35,13 +35,13 @@ def test_malformed_authorization_header(org, session):
 
 
 def test_token_expires_after_ttl(org_factory, data):
-    org = org_factory(token_ttl=0.4)
+    org = org_factory(token_ttl=1.0)
     token = org.issue_access_token()
     assert (
         data("GET", f"{org.url}/services/data/v58.0/limits", token_override=token).status_code
         == 200
     )
-    time.sleep(0.5)
+    time.sleep(1.1)
     expired = data("GET", f"{org.url}/services/data/v58.0/limits", token_override=token)
     assert expired.status_code == 401
     assert expired.json() == INVALID_SESSION
