@@ -61,10 +61,11 @@ def sync_order(event, services):
     [result] = services.writer.upsert([record])
     if not result.ok:
         raise result.error
+    # Keys of ``extra`` must not collide with LogRecord attributes ("created", "name", ...).
     summary = {
         "order": order.increment_id,
         "sf_id": result.id,
-        "created": result.created,
+        "sf_created": result.created,
         "updated_at": order.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
         "state": order.state,
         "source": source,

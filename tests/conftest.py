@@ -10,6 +10,24 @@ from tests import services
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# The Opportunity the seed's example order (fixtures/seed_webhook.json) must become, as the org
+# stores it.
+SEED_OPPORTUNITY = {
+    "Name": "Order 000000123 - Jane Doe",
+    "Amount": 99.99,
+    "StageName": "Prospecting",
+    "CloseDate": "2023-11-26",
+    "Magento_Order_ID__c": "000000123",
+    "Magento_Customer_Email__c": "jane.doe@example.com",
+    "Billing_Street__c": "123 Main St",
+    "Billing_City__c": "Anytown",
+    "Billing_State__c": "State",
+    "Billing_PostalCode__c": "12345",
+    "Billing_Country__c": "US",
+    "Description": "Product X (SKU: PROD-XYZ, Qty: 1)",
+    "LeadSource": "Magento E-commerce",
+}
+
 
 def load_fixture(name):
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))

@@ -12,23 +12,10 @@ from magsync.mapping.opportunity import (
     opportunity_record,
 )
 from magsync.mapping.order import load_order
-from tests.conftest import load_fixture
+from tests.conftest import SEED_OPPORTUNITY, load_fixture
 
-SEED_OPPORTUNITY = {
-    "Name": "Order 000000123 - Jane Doe",
-    "Amount": Decimal("99.99"),
-    "StageName": "Prospecting",
-    "CloseDate": "2023-11-26",
-    "Magento_Order_ID__c": "000000123",
-    "Magento_Customer_Email__c": "jane.doe@example.com",
-    "Billing_Street__c": "123 Main St",
-    "Billing_City__c": "Anytown",
-    "Billing_State__c": "State",
-    "Billing_PostalCode__c": "12345",
-    "Billing_Country__c": "US",
-    "Description": "Product X (SKU: PROD-XYZ, Qty: 1)",
-    "LeadSource": "Magento E-commerce",
-}
+# The mapping's own output: the same fields, the amount still a Decimal.
+SEED_FIELDS = {**SEED_OPPORTUNITY, "Amount": Decimal("99.99")}
 
 
 @pytest.fixture
@@ -38,7 +25,7 @@ def seed_order():
 
 def test_seed_example_maps_to_exactly_the_seed_fields(seed_order, make_settings):
     record = opportunity_record(load_order(seed_order), make_settings())
-    assert record.fields == SEED_OPPORTUNITY
+    assert record.fields == SEED_FIELDS
     assert record.sobject == "Opportunity"
     assert (record.external_id_field, record.external_id) == ("Magento_Order_ID__c", "000000123")
     assert "Magento_Order_ID__c" not in record.body()

@@ -67,9 +67,22 @@ def dumps(document):
     return json.dumps(document, default=_encode_decimal, ensure_ascii=False)
 
 
+class _Session(requests.Session):
+    """A session whose configured CA bundle wins over ``REQUESTS_CA_BUNDLE`` in the environment.
+
+    requests lets that variable override ``Session.verify``; proxies still come from the
+    environment as usual.
+    """
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if verify is None and isinstance(self.verify, str):
+            verify = self.verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
 def build_session(settings):
     """A ``requests.Session`` for Salesforce: keep-alive, CA bundle when one is configured."""
-    session = requests.Session()
+    session = _Session()
     if settings.sf_ca_bundle:
         session.verify = settings.sf_ca_bundle
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)

@@ -1,0 +1,241 @@
+"""End to end with real processes: the sandbox store sends signed webhooks to a gunicorn web
+process, which publishes to RabbitMQ (through a proxy the test can cut); ``magsync worker``
+(Celery, prefork) fetches the order from the store's REST API and upserts it into the sandbox org
+over HTTPS.
+"""
+
+import json
+import time
+
+import pytest
+import requests
+
+from magsync.sandbox.magento import SandboxStore
+from magsync.sandbox.salesforce import SandboxOrg
+from magsync.sources.signature import sign
+from tests import processes
+from tests.conftest import SEED_OPPORTUNITY, delete_namespace, load_fixture, queue_depth
+from tests.tcpproxy import TcpProxy
+
+pytestmark = pytest.mark.slow
+
+SECRET = "e2e-webhook-secret"
+
+
+def wait_for(predicate, timeout=30.0, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def worker_idle(stack):
+    """Nothing left in the work queue (the worker may still be finishing its last task)."""
+    return queue_depth(stack["rabbitmq_url"], f"{stack['namespace']}.orders") == 0
+
+
+def opportunities(org, order_number):
+    return [r for r in org.records("Opportunity") if r.get("Magento_Order_ID__c") == order_number]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, request):
+    """Org, store, broker proxy, web and worker, shared by this module's tests."""
+    from tests import services
+
+    rabbitmq_url = services.require_rabbitmq()
+    namespace = f"magsync-e2e-{int(time.time() * 1000) % 10**9}"
+    logs = tmp_path_factory.mktemp("e2e-logs")
+    org = SandboxOrg(state_dir=tmp_path_factory.mktemp("org")).start()
+    proxy = TcpProxy("127.0.0.1", 5672).start()
+    broker_env = {"MAGSYNC_BROKER_NAMESPACE": namespace, "LOG_LEVEL": "INFO"}
+    web_port = processes.free_port()
+    store = SandboxStore(
+        webhook_url=f"http://127.0.0.1:{web_port}/magento/webhook",
+        webhook_secret=SECRET,
+        seed=7,
+    ).start()
+    started = []
+    try:
+        web, web_url = processes.start_web(
+            {
+                **broker_env,
+                "CELERY_BROKER_URL": proxy.url(),
+                "MAGENTO_WEBHOOK_SECRET": SECRET,
+                "MAGSYNC_PUBLISH_TIMEOUT": "2",
+            },
+            logs,
+            port=web_port,
+        )
+        started.append(web)
+        worker_env = {
+            **broker_env,
+            "CELERY_BROKER_URL": rabbitmq_url,
+            **org.settings(),
+            **store.settings(),
+            "MAGSYNC_RETRY_BACKOFF": "1",
+            "MAGSYNC_RETRY_BACKOFF_MAX": "2",
+        }
+        worker = processes.start_worker(worker_env, logs, name="e2e", concurrency=2)
+        started.append(worker)
+        yield {
+            "org": org,
+            "store": store,
+            "proxy": proxy,
+            "web": web,
+            "web_url": web_url,
+            "worker": worker,
+            "worker_env": worker_env,
+            "logs": logs,
+            "rabbitmq_url": rabbitmq_url,
+            "namespace": namespace,
+        }
+    finally:
+        for process in reversed(started):
+            process.stop()
+        store.stop()
+        org.stop()
+        proxy.close()
+        delete_namespace(rabbitmq_url, namespace)
+
+
+SEED_OVERRIDES = load_fixture("seed_webhook.json")["order"]
+
+
+def test_seed_order_becomes_the_seed_opportunity_and_a_replay_updates_it(stack):
+    org, store = stack["org"], stack["store"]
+    order = store.place_order(
+        **{k: v for k, v in SEED_OVERRIDES.items() if k not in ("entity_id", "updated_at")}
+    )
+    [record] = wait_for(lambda: opportunities(org, "000000123"), what="the seed Opportunity")
+    assert {k: record[k] for k in SEED_OPPORTUNITY} == SEED_OPPORTUNITY
+    assert record["Id"].startswith("006")
+
+    # The same webhook again (a sender's retry): one record, updated in place.
+    body = json.dumps({"event": "sales_order_save_after", "order": order}).encode()
+    response = requests.post(
+        stack["web_url"] + "/magento/webhook",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Magento-Signature": sign(body, SECRET)},
+        timeout=10,
+    )
+    assert response.status_code == 202
+    wait_for(
+        lambda: any(
+            "opportunity upserted" in line
+            and "order=000000123" in line
+            and "sf_created=False" in line
+            for line in stack["worker"].log().splitlines()
+        ),
+        what="the replay to be applied as an update",
+    )
+    [again] = opportunities(org, "000000123")
+    assert again["Id"] == record["Id"]
+    assert {k: again[k] for k in SEED_OPPORTUNITY} == SEED_OPPORTUNITY
+
+
+def test_one_api_call_per_order(stack):
+    org, store = stack["org"], stack["store"]
+    store.wait_idle(30)
+    wait_for(lambda: worker_idle(stack), what="the worker to finish earlier orders")
+    before = org.stats()["calls_by_kind"]
+    placed = [store.place_order() for _ in range(5)]
+    wait_for(
+        lambda: all(opportunities(org, o["increment_id"]) for o in placed),
+        what="five Opportunities",
+    )
+    wait_for(lambda: worker_idle(stack), what="the worker to finish")
+    after = org.stats()["calls_by_kind"]
+    added = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    assert {k: v for k, v in added.items() if v} == {"upsert": 5}
+
+
+def test_order_lifecycle_reaches_the_newest_state(stack):
+    org, store = stack["org"], stack["store"]
+    order = store.place_order()
+    store.invoice(order["entity_id"])
+    store.ship(order["entity_id"])
+    number = order["increment_id"]
+    wait_for(
+        lambda: any(r["StageName"] == "Closed Won" for r in opportunities(org, number)),
+        what="the shipped order to be Closed Won",
+    )
+    assert len(opportunities(org, order["increment_id"])) == 1
+
+
+SIGNED = json.dumps(load_fixture("seed_webhook.json")).encode()
+
+HTTP_CASES = [
+    pytest.param({}, SIGNED, "application/json", 401, id="unsigned"),
+    pytest.param(
+        {"X-Magento-Signature": "sha256=" + "ab" * 32},
+        SIGNED,
+        "application/json",
+        401,
+        id="mismatch",
+    ),
+    pytest.param(
+        {"X-Magento-Signature": "md5=abc"}, SIGNED, "application/json", 400, id="other-algorithm"
+    ),
+    pytest.param(
+        {"X-Magento-Signature": sign(SIGNED, SECRET)}, SIGNED, "text/xml", 415, id="content-type"
+    ),
+    pytest.param(
+        {"X-Magento-Signature": sign(b"{", SECRET)}, b"{", "application/json", 400, id="bad-json"
+    ),
+    pytest.param(
+        {"X-Magento-Signature": sign(b'{"event": "x"}', SECRET)},
+        b'{"event": "x"}',
+        "application/json",
+        422,
+        id="unknown-event",
+    ),
+]
+
+
+@pytest.mark.parametrize(("headers", "body", "content_type", "status"), HTTP_CASES)
+def test_signature_and_envelope_cases_over_http_enqueue_nothing(
+    stack, headers, body, content_type, status
+):
+    stack["store"].wait_idle(30)
+    accepted_before = stack["web"].log().count("webhook accepted")
+    response = requests.post(
+        stack["web_url"] + "/magento/webhook",
+        data=body,
+        headers={**headers, "Content-Type": content_type},
+        timeout=10,
+    )
+    assert response.status_code == status
+    assert stack["web"].log().count("webhook accepted") == accepted_before
+    assert queue_depth(stack["rabbitmq_url"], f"{stack['namespace']}.orders") == 0
+
+
+def test_broker_down_gives_503_and_loses_nothing_once_back(stack):
+    org, store, proxy = stack["org"], stack["store"], stack["proxy"]
+    proxy.set_mode("down")
+    try:
+        order = store.place_order()
+        wait_for(
+            lambda: any(
+                d["increment_id"] == order["increment_id"] and d.get("status") == 503
+                for d in store.deliveries()
+            ),
+            what="a 503 answer while the broker is down",
+        )
+        assert not opportunities(org, order["increment_id"])
+    finally:
+        proxy.set_mode("up")
+    [record] = wait_for(
+        lambda: opportunities(org, order["increment_id"]),
+        timeout=60,
+        what="the order once the broker is back",
+    )
+    assert record["Magento_Order_ID__c"] == order["increment_id"]
+    statuses = [
+        d["status"] for d in store.deliveries() if d["increment_id"] == order["increment_id"]
+    ]
+    assert 503 in statuses
+    assert statuses[-1] == 202

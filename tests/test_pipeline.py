@@ -1,0 +1,89 @@
+"""``pipeline.sync_order`` without a broker: the webhook payload or the store's REST truth, mapped
+and upserted into the sandbox org."""
+
+import pytest
+
+from magsync.errors import DeadLetter, InvalidOrder, RetryLater
+from magsync.pipeline import Services, sync_order
+from magsync.sandbox.magento import SandboxStore
+from magsync.sandbox.salesforce import SandboxOrg
+from magsync.settings import Settings
+from tests.conftest import SEED_OPPORTUNITY, load_fixture
+
+
+@pytest.fixture(scope="module")
+def org(tmp_path_factory):
+    with SandboxOrg(state_dir=tmp_path_factory.mktemp("pipeline-org")) as org:
+        yield org
+
+
+@pytest.fixture(scope="module")
+def store():
+    with SandboxStore(seed=11) as store:
+        yield store
+
+
+def services(org, store=None, **env):
+    values = {**org.settings(), **(store.settings() if store else {}), **env}
+    return Services.build(Settings.from_env(values))
+
+
+def event_for(order):
+    return {
+        "event": "sales_order_save_after",
+        "entity_id": order["entity_id"],
+        "increment_id": order["increment_id"],
+        "updated_at": order.get("updated_at"),
+        "order": order,
+    }
+
+
+def by_number(org, number):
+    return [r for r in org.records("Opportunity") if r["Magento_Order_ID__c"] == number]
+
+
+def test_without_rest_settings_the_payload_is_mapped(org):
+    svc = services(org)
+    assert svc.magento is None
+    summary = sync_order(event_for(load_fixture("seed_webhook.json")["order"]), svc)
+    assert summary["source"] == "webhook"
+    [record] = by_number(org, "000000123")
+    assert {k: record[k] for k in SEED_OPPORTUNITY} == SEED_OPPORTUNITY
+    assert summary["sf_id"] == record["Id"]
+
+
+def test_with_rest_settings_the_store_is_the_truth(org, store):
+    order = store.place_order()
+    stale = event_for(order)  # the webhook of the placement: state new
+    store.invoice(order["entity_id"])
+    summary = sync_order(stale, services(org, store))
+    assert summary["source"] == "rest"
+    assert summary["state"] == "processing"
+    [record] = by_number(org, order["increment_id"])
+    assert record["StageName"] == "Qualification"
+
+
+def test_an_order_the_store_does_not_have_is_a_dead_letter(org, store):
+    event = event_for(load_fixture("seed_webhook.json")["order"])
+    event["entity_id"] = 987654
+    with pytest.raises(DeadLetter) as info:
+        sync_order(event, services(org, store))
+    assert info.value.reason == "magento_order_not_found"
+
+
+def test_wrong_magento_secret_is_retried_not_dead_lettered(org, store):
+    order = store.place_order()
+    with pytest.raises(RetryLater) as info:
+        sync_order(event_for(order), services(org, store, MAGENTO_CONSUMER_SECRET="x" * 32))
+    assert info.value.reason == "magento_unauthorized"
+    assert not by_number(org, order["increment_id"])
+
+
+def test_an_invalid_order_is_a_dead_letter_before_any_salesforce_call(org):
+    order = dict(load_fixture("seed_webhook.json")["order"], increment_id="000000999")
+    order["grand_total"] = "ninety-nine"
+    calls = org.stats()["api_calls"]
+    with pytest.raises(InvalidOrder) as info:
+        sync_order(event_for(order), services(org))
+    assert "grand_total" in info.value.errors[0]
+    assert org.stats()["api_calls"] == calls
