@@ -3,30 +3,30 @@
 Plain JSON in and out, no credentials (the store is a local stand-in). Errors come back as
 ``{"message": ...}`` with status 400 (bad input or a refused lifecycle action) or 404.
 
-=======  ========================================  ===============================================
-method   path                                      what
-=======  ========================================  ===============================================
-GET      ``/_sandbox/settings``                    the ``MAGENTO_*`` settings magsync needs
-GET      ``/_sandbox/status``                      order count, delivery counters, queue state
-POST     ``/_sandbox/orders``                      place one order; body: overrides (+ ``kind``)
-POST     ``/_sandbox/orders/batch``                body ``{"count", "kind", "steps"}``: N orders
-GET      ``/_sandbox/orders``                      the truth: every order (``?summary=1``: short)
-GET      ``/_sandbox/orders/{entity_id}``          one order's truth
-POST     ``/_sandbox/orders/{entity_id}/{action}`` invoice, ship, refund, cancel, hold, unhold,
-                                                   edit (body: overrides), comment (``comment``)
-POST     ``/_sandbox/scenarios``                   run a scenario (``"background": true`` → 202)
-GET      ``/_sandbox/scenarios/{id}``              a background scenario's progress and result
-GET      ``/_sandbox/deliveries?since=N``          delivery log from entry N: ``{entries, next}``
-GET/PUT  ``/_sandbox/chaos``                       chaos knobs (PUT replaces them all)
-GET/PUT  ``/_sandbox/webhook``                     target: ``url`` (``""`` = none), ``secret``,
-                                                   ``envelope``; PUT changes the given keys
-POST     ``/_sandbox/webhook/challenge``           Adobe's registration check against the URL
-GET/PUT  ``/_sandbox/retry``                       retry policy; PUT changes the given keys
-POST     ``/_sandbox/delivery/pause``              hold all deliveries
-POST     ``/_sandbox/delivery/resume``             release them
-GET      ``/_sandbox/idle?timeout=S``              wait up to S seconds for an empty queue
-GET      ``/_sandbox/adobe/keys/pub-key-{1,2}.pem`` public keys of the Adobe envelope signatures
-=======  ========================================  ===============================================
+=======  ==========================================  ==============================================
+method   path                                        what
+=======  ==========================================  ==============================================
+GET      ``/_sandbox/settings``                      the ``MAGENTO_*`` settings magsync needs
+GET      ``/_sandbox/status``                        order count, delivery counters, queue state
+POST     ``/_sandbox/orders``                        place one order; body: overrides (+ ``kind``)
+POST     ``/_sandbox/orders/batch``                  body ``{"count", "kind", "steps"}``: N orders
+GET      ``/_sandbox/orders``                        the truth: every order (``?summary=1``: short)
+GET      ``/_sandbox/orders/{entity_id}``            one order's truth
+POST     ``/_sandbox/orders/{entity_id}/{action}``   invoice, ship, refund, cancel, hold, unhold,
+                                                     edit (body: overrides), comment (``comment``)
+POST     ``/_sandbox/scenarios``                     run a scenario (``"background": true`` → 202)
+GET      ``/_sandbox/scenarios/{id}``                a background scenario's progress and result
+GET      ``/_sandbox/deliveries?since=N``            delivery log from entry N: ``{entries, next}``
+GET/PUT  ``/_sandbox/chaos``                         chaos knobs (PUT replaces them all)
+GET/PUT  ``/_sandbox/webhook``                       target: ``url`` (``""`` = none), ``secret``,
+                                                     ``envelope``; PUT changes the given keys
+POST     ``/_sandbox/webhook/challenge``             Adobe's registration check against the URL
+GET/PUT  ``/_sandbox/retry``                         retry policy; PUT changes the given keys
+POST     ``/_sandbox/delivery/pause``                hold all deliveries
+POST     ``/_sandbox/delivery/resume``               release them
+GET      ``/_sandbox/idle?timeout=S``                wait up to S seconds for an empty queue
+GET      ``/_sandbox/adobe/keys/pub-key-{1,2}.pem``  public keys of the Adobe envelope signatures
+=======  ==========================================  ==============================================
 """
 
 import json
