@@ -167,7 +167,9 @@ class Stack:
             [gunicorn, "-c", "config/gunicorn.py", "magsync.app:create_app()"],
             {"PORT": str(self.ports["web"]), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1"},
         )
-        self.spawn("worker", [*magsync, "worker", "--hostname", "worker1@%h"])
+        # A node name of its own: two stacks on one broker must not share a worker name.
+        node = f"stack{os.getpid()}@%h"
+        self.spawn("worker", [*magsync, "worker", "--hostname", node])
         self.spawn("flower", [*magsync, "flower", f"--port={self.ports['flower']}"])
         self._wait_http(f"{web_url}/healthz", "web")
         self._wait_http(f"http://127.0.0.1:{self.ports['flower']}/", "flower", ok=(200, 401))
