@@ -96,6 +96,7 @@ def broker_transport_options(settings):
             "data_folder_in": f"{folder}/queue",
             "data_folder_out": f"{folder}/queue",
             "processed_folder": f"{folder}/processed",
+            "control_folder": f"{folder}/control",
             "store_processed": False,
         }
     return {}

@@ -181,7 +181,7 @@ class Stack:
             self.env["CELERY_BROKER_URL"] = url
             return
         folder = self.var / "broker"
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         self.env["CELERY_BROKER_URL"] = "filesystem://"
         self.env["MAGSYNC_BROKER_FOLDER"] = str(folder)

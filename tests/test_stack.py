@@ -85,6 +85,13 @@ def test_without_rabbitmq_it_falls_back_to_the_embedded_transport_and_says_so(
     assert "WARNING: RabbitMQ is not reachable" in result.stdout
     assert "for trying magsync only" in result.stdout
     assert "orders visible in the sandbox org: 3/3" in result.stdout
+    # The embedded transport keeps all of its files under var/broker.
+    assert sorted(p.name for p in (clean_clone / "var/broker").iterdir()) == [
+        "control",
+        "processed",
+        "queue",
+    ]
+    assert not (clean_clone / "control").exists()
 
 
 def test_flower_requires_its_login_and_everything_stops_on_sigterm(clean_clone):
