@@ -53,9 +53,7 @@ def main():
     connections = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
-    body = json.dumps(
-        json.loads((ROOT / "tests/fixtures/seed_webhook.json").read_text())
-    ).encode()
+    body = json.dumps(json.loads((ROOT / "tests/fixtures/seed_webhook.json").read_text())).encode()
     signature = sign(body, SECRET)
     namespace = f"magsync-bench-{int(time.time())}"
     logs = Path(tempfile.mkdtemp(prefix="magsync-bench-"))
