@@ -1,7 +1,8 @@
 """Sentry: on when ``SENTRY_DSN`` is set, with the Flask and Celery integrations.
 
-Events carry no request bodies, cookies or headers (``send_default_pii`` off, bodies never
-attached) and pass through ``scrub`` so a secret that slipped into a message is masked.
+Events carry no user data, cookies, headers, request or message bodies, and no stack-frame
+variables (a frame of the token request holds the signed assertion); every event passes through
+``scrub`` so a secret that slipped into a message is masked.
 """
 
 import logging
@@ -49,7 +50,16 @@ def init(settings):
         dsn=settings.sentry_dsn,
         environment=settings.sentry_environment,
         integrations=[FlaskIntegration(), CeleryIntegration()],
-        send_default_pii=False,
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "off"}},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "stack_frame_variables": False,
+            "database_query_data": False,
+            "queues": False,
+        },
         max_request_body_size="never",
         before_send=scrub,
     )
