@@ -73,6 +73,29 @@ def queue_depth(url, queue):
         return count
 
 
+@pytest.fixture(scope="session")
+def org_state_dir(tmp_path_factory):
+    """One state directory (CA, keys) for every sandbox org of the run: keys are slow to make."""
+    return tmp_path_factory.mktemp("sandbox-salesforce")
+
+
+@pytest.fixture
+def org_factory(org_state_dir):
+    """Start sandbox orgs with the given options; all are stopped after the test."""
+    from magsync.sandbox.salesforce import SandboxOrg
+
+    started = []
+
+    def start(**options):
+        org = SandboxOrg(state_dir=org_state_dir, **options).start()
+        started.append(org)
+        return org
+
+    yield start
+    for org in started:
+        org.stop()
+
+
 @pytest.fixture
 def make_settings():
     """Settings from a mapping of environment variables, as the processes would read them."""

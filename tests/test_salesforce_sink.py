@@ -11,7 +11,6 @@ import pytest
 from magsync.errors import AuthenticationFailed, DeadLetter, RetryLater, Throttled
 from magsync.mapping.opportunity import Record, opportunity_record
 from magsync.mapping.order import load_order
-from magsync.sandbox.salesforce import SandboxOrg
 from magsync.settings import ConfigError, Settings
 from magsync.sinks.salesforce.auth import TokenProvider, grant_for
 from magsync.sinks.salesforce.writer import SalesforceWriter, build_session
@@ -20,28 +19,9 @@ from tests.conftest import load_fixture
 PACKAGED_SCHEMA = Path(__file__).parent.parent / "magsync/sandbox/salesforce/schema.json"
 
 
-@pytest.fixture(scope="session")
-def org_state(tmp_path_factory):
-    return tmp_path_factory.mktemp("sink-org")
-
-
 @pytest.fixture
-def start_org(org_state):
-    started = []
-
-    def start(**options):
-        org = SandboxOrg(state_dir=org_state, **options).start()
-        started.append(org)
-        return org
-
-    yield start
-    for org in started:
-        org.stop()
-
-
-@pytest.fixture
-def org(start_org):
-    return start_org()
+def org(org_factory):
+    return org_factory()
 
 
 def settings_for(org, **env):
@@ -168,8 +148,8 @@ def test_faults_become_retry_outcomes(org, seed_record, fault, outcome, reason):
     assert writer.upsert([seed_record])[0].ok
 
 
-def test_both_request_limit_variants_are_throttling(start_org, seed_record):
-    org = start_org(daily_limit=3)
+def test_both_request_limit_variants_are_throttling(org_factory, seed_record):
+    org = org_factory(daily_limit=3)
     writer = writer_for(settings_for(org))
     for _ in range(3):
         writer.upsert([seed_record])
@@ -195,22 +175,22 @@ def test_org_validation_errors_are_dead_letters_with_the_error_list(org, seed_re
     assert org.records("Opportunity") == []
 
 
-def test_missing_custom_field_in_the_org_is_a_dead_letter(start_org, seed_record):
+def test_missing_custom_field_in_the_org_is_a_dead_letter(org_factory, seed_record):
     schema = json.loads(PACKAGED_SCHEMA.read_text())
     del schema["sobjects"]["Opportunity"]["fields"]["Billing_City__c"]
-    org = start_org(schema=schema)
+    org = org_factory(schema=schema)
     with pytest.raises(DeadLetter) as info:
         writer_for(settings_for(org)).upsert([seed_record])
     assert info.value.reason == "INVALID_FIELD"
 
 
-def test_key_field_not_external_id_is_a_dead_letter(start_org, seed_record):
+def test_key_field_not_external_id_is_a_dead_letter(org_factory, seed_record):
     schema = json.loads(PACKAGED_SCHEMA.read_text())
     field = schema["sobjects"]["Opportunity"]["fields"]["Magento_Order_ID__c"]
     field["externalId"] = False
     field["unique"] = False
     field.pop("idLookup", None)
-    org = start_org(schema=schema)
+    org = org_factory(schema=schema)
     with pytest.raises(DeadLetter) as info:
         writer_for(settings_for(org)).upsert([seed_record])
     assert info.value.status in (400, 404)

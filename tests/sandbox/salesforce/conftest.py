@@ -10,31 +10,10 @@ import requests
 import requests.adapters
 from simple_salesforce import Salesforce
 
-from magsync.sandbox.salesforce import SandboxOrg
+from tests.conftest import SEED_OPPORTUNITY
 
 API = "58.0"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-
-
-@pytest.fixture(scope="session")
-def state_dir(tmp_path_factory):
-    """One state directory (CA, keys) for the whole run: generating keys is the slow part."""
-    return tmp_path_factory.mktemp("sandbox-salesforce")
-
-
-@pytest.fixture
-def org_factory(state_dir):
-    """Start orgs with the given options; all are stopped after the test."""
-    started = []
-
-    def start(**options):
-        org = SandboxOrg(state_dir=state_dir, **options).start()
-        started.append(org)
-        return org
-
-    yield start
-    for org in started:
-        org.stop()
 
 
 @pytest.fixture
@@ -132,19 +111,7 @@ def login_client(org, session):
 
 
 def opportunity(**fields):
-    body = {
-        "Name": "Order 000000123 - Jane Doe",
-        "StageName": "Prospecting",
-        "CloseDate": "2023-11-26",
-        "Amount": 99.99,
-        "Magento_Customer_Email__c": "jane.doe@example.com",
-        "Billing_Street__c": "123 Main St",
-        "Billing_City__c": "Anytown",
-        "Billing_State__c": "State",
-        "Billing_PostalCode__c": "12345",
-        "Billing_Country__c": "US",
-        "Description": "Product X (SKU: PROD-XYZ, Qty: 1)",
-        "LeadSource": "Magento E-commerce",
-    }
+    """The seed's Opportunity as an upsert body (no external-id field), with ``fields`` changed."""
+    body = {k: v for k, v in SEED_OPPORTUNITY.items() if k != "Magento_Order_ID__c"}
     body.update(fields)
     return {k: v for k, v in body.items() if v is not None}
