@@ -72,3 +72,19 @@ def sync_order(event, services):
     }
     log.info("opportunity upserted", extra={**summary, "api_usage": services.writer.last_api_usage})
     return summary
+
+
+def note_outcome(event, services, kind, error=None, attempt=None):
+    """Record what became of an event that did not sync: ``retried`` or ``dead_lettered``.
+
+    Called by the task shell, which decides retries and dead letters.
+    """
+    log.info(
+        "order event outcome",
+        extra={
+            "order": event.get("increment_id"),
+            "outcome": kind,
+            "reason": getattr(error, "reason", None),
+            "attempt": attempt,
+        },
+    )

@@ -27,7 +27,8 @@ def backoff(retries, settings, retry_after=None, rng=random.random):
     return max(1, round(delay))
 
 
-def dead_letter(error, event, attempts):
+def dead_letter(error, event, attempts, services):
+    pipeline.note_outcome(event, services, "dead_lettered", error, attempts)
     log.error(
         "order dead-lettered",
         extra={
@@ -52,12 +53,14 @@ def register(celery, settings):
     )
     def sync_order(self, event):
         attempts = self.request.retries + 1
+        services = pipeline.services_for(settings)
         try:
-            return pipeline.sync_order(event, pipeline.services_for(settings))
+            return pipeline.sync_order(event, services)
         except RetryLater as exc:
             if self.request.retries >= self.max_retries:
-                dead_letter(exc, event, attempts)
+                dead_letter(exc, event, attempts, services)
                 raise Reject(exc, requeue=False) from None
+            pipeline.note_outcome(event, services, "retried", exc, attempts)
             countdown = backoff(self.request.retries, settings, exc.retry_after)
             log.warning(
                 "order sync will be retried",
@@ -70,7 +73,7 @@ def register(celery, settings):
             )
             raise self.retry(exc=exc, countdown=countdown) from None
         except DeadLetter as exc:
-            dead_letter(exc, event, attempts)
+            dead_letter(exc, event, attempts, services)
             raise Reject(exc, requeue=False) from None
 
     return {"sync_order": sync_order}
