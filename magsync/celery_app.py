@@ -48,7 +48,10 @@ def create_celery(settings, flask_app=None):
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_acks_on_failure_or_timeout=False,
+        # A failed task's message is rejected to the dead-letter exchange unless the task
+        # says otherwise (magsync.sync_order dead-letters explicitly, then acknowledges).
+        task_acks_on_failure=False,
+        task_acks_on_timeout=False,
         task_time_limit=600,
         task_soft_time_limit=540,
         worker_prefetch_multiplier=1,

@@ -16,14 +16,18 @@ import json
 
 
 class SyncError(Exception):
-    """Base of magsync's failures. ``reason`` is a short code; ``errors`` the vendor's details."""
+    """Base of magsync's failures. ``reason`` is a short code; ``errors`` the vendor's details;
+    ``system`` the party that failed (``salesforce``, ``magento`` or ``magsync``)."""
 
     reason = "error"
+    system = "salesforce"
 
-    def __init__(self, message, *, reason=None, errors=None, status=None):
+    def __init__(self, message, *, reason=None, errors=None, status=None, system=None):
         super().__init__(message)
         if reason:
             self.reason = reason
+        if system:
+            self.system = system
         self.errors = errors or []
         self.status = status
 
@@ -32,6 +36,7 @@ class SyncError(Exception):
         return {
             "error": type(self).__name__,
             "reason": self.reason,
+            "system": self.system,
             "message": str(self),
             "status": self.status,
             "errors": self.errors,
@@ -76,6 +81,7 @@ class InvalidOrder(DeadLetter):
     """The Magento order does not pass magsync's inbound validation."""
 
     reason = "invalid_order"
+    system = "magsync"
 
 
 # -- Salesforce ---------------------------------------------------------------------------------
@@ -160,11 +166,14 @@ def classify_magento(status, body, headers=None):
     message = body.get("message") if isinstance(body, dict) else str(body or "")[:200]
     summary = f"Magento {status}: {message}".strip()
     if status == 404:
-        return DeadLetter(summary, reason="magento_order_not_found", status=status)
-    if status in (401, 403):
-        return RetryLater(summary, reason="magento_unauthorized", status=status)
-    if status == 429 or status >= 500:
-        return RetryLater(
+        error = DeadLetter(summary, reason="magento_order_not_found", status=status)
+    elif status in (401, 403):
+        error = RetryLater(summary, reason="magento_unauthorized", status=status)
+    elif status == 429 or status >= 500:
+        error = RetryLater(
             summary, reason=f"magento_{status}", status=status, retry_after=_retry_after(headers)
         )
-    return DeadLetter(summary, reason=f"magento_{status}", status=status)
+    else:
+        error = DeadLetter(summary, reason=f"magento_{status}", status=status)
+    error.system = "magento"
+    return error

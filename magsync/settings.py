@@ -173,9 +173,11 @@ class Settings:
     broker_folder: str = _setting("MAGSYNC_BROKER_FOLDER", _str, "var/broker")
     worker_concurrency: int = _setting("MAGSYNC_WORKER_CONCURRENCY", _int, 4)
     salesforce_rate_limit: str = _setting("SALESFORCE_RATE_LIMIT", _rate_limit, "20/s")
-    max_retries: int = _setting("MAGSYNC_MAX_RETRIES", _int, 40)
+    retry_for: float = _setting("MAGSYNC_RETRY_FOR", _positive_float, 7200.0)
     retry_backoff: float = _setting("MAGSYNC_RETRY_BACKOFF", _positive_float, 2.0)
     retry_backoff_max: float = _setting("MAGSYNC_RETRY_BACKOFF_MAX", _positive_float, 600.0)
+    circuit_threshold: int = _setting("MAGSYNC_CIRCUIT_THRESHOLD", _int, 5)
+    circuit_cooldown: float = _setting("MAGSYNC_CIRCUIT_COOLDOWN", _positive_float, 30.0)
     # -- Salesforce -----------------------------------------------------------------------------
     sf_login_url: str = _setting("SALESFORCE_LOGIN_URL", _https_url, "https://login.salesforce.com")
     sf_client_id: str = _setting("SALESFORCE_CLIENT_ID", _str)

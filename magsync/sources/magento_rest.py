@@ -76,10 +76,14 @@ class MagentoClient:
                 timeout=self.settings.magento_timeout,
             )
         except requests.Timeout:
-            raise RetryLater("Magento did not answer in time", reason="magento_timeout") from None
+            raise RetryLater(
+                "Magento did not answer in time", reason="magento_timeout", system="magento"
+            ) from None
         except requests.RequestException as exc:
             raise RetryLater(
-                f"Magento unreachable: {type(exc).__name__}", reason="magento_unreachable"
+                f"Magento unreachable: {type(exc).__name__}",
+                reason="magento_unreachable",
+                system="magento",
             ) from None
         try:
             body = response.json()

@@ -1,0 +1,256 @@
+"""Dead letters: orders set aside with the reason, and what an operator does with them.
+
+Two kinds of message reach the ``<namespace>.dead`` queue:
+
+- put there by a worker (``DeadLetters.put``) when an order failed permanently or ran out of
+  retries: a JSON document with the original task (name, id, arguments, headers) and the reason
+  (error class, Salesforce ``errorCode``/message/fields, attempts, first and last failure time);
+- dead-lettered by RabbitMQ itself (a message rejected without requeue, or redelivered more than
+  the queue's delivery limit, e.g. one that keeps killing workers): the original Celery message,
+  with RabbitMQ's ``x-death`` header as the reason.
+
+``browse`` reads without removing (messages are fetched unacknowledged and returned to the queue
+when the channel closes); ``replay`` re-publishes onto the work queue and removes a dead letter
+only once the broker confirmed the re-publish; ``purge`` empties the queue.
+"""
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+
+from kombu import Connection
+
+from magsync.broker import SYNC_ORDER_TASK, BrokerUnavailable, Publisher
+
+log = logging.getLogger(__name__)
+
+FORMAT = "magsync.dead-letter/1"
+
+
+def _iso(timestamp):
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Letter:
+    """One dead letter as read from the queue."""
+
+    id: str
+    task: str
+    args: list
+    kwargs: dict
+    headers: dict
+    reason: dict
+    source: str  # "worker" or "broker"
+    message: object = None  # the kombu message while it is held
+
+    @property
+    def event(self):
+        return self.args[0] if self.args and isinstance(self.args[0], dict) else {}
+
+    @property
+    def order(self):
+        return self.event.get("increment_id")
+
+    @property
+    def code(self):
+        """The reason's short code (``REQUIRED_FIELD_MISSING``, ``delivery_limit``, ...)."""
+        return self.reason.get("reason") or "unknown"
+
+    def summary(self):
+        return {
+            "id": self.id,
+            "order": self.order,
+            "reason": self.code,
+            "error": self.reason.get("error"),
+            "message": self.reason.get("message"),
+            "attempts": self.reason.get("attempts"),
+            "first_failed_at": self.reason.get("first_failed_at"),
+            "last_failed_at": self.reason.get("last_failed_at"),
+            "source": self.source,
+        }
+
+    def describe(self):
+        return {**self.summary(), "reason": self.reason, "task": self.task, "args": self.args,
+                "kwargs": self.kwargs, "headers": self.headers}  # fmt: skip
+
+
+def parse(message):
+    """A ``Letter`` from a message of the dead-letter queue, whichever kind it is."""
+    headers = dict(message.headers or {})
+    if headers.get("x-magsync-format") == FORMAT:
+        document = json.loads(message.body)
+        return Letter(
+            id=document["id"],
+            task=document["task"],
+            args=document["args"],
+            kwargs=document.get("kwargs") or {},
+            headers=document.get("headers") or {},
+            reason=document["reason"],
+            source="worker",
+            message=message,
+        )
+    # Dead-lettered by RabbitMQ: a Celery protocol-2 message, [args, kwargs, embed].
+    try:
+        args, kwargs, _embed = json.loads(message.body)
+    except (ValueError, TypeError):
+        args, kwargs = [], {}
+    deaths = headers.get("x-death") or [{}]
+    death = deaths[0]
+    reason = {
+        "reason": death.get("reason") or headers.get("x-first-death-reason") or "unknown",
+        "error": "BrokerDeadLetter",
+        "message": f"dead-lettered by RabbitMQ from {death.get('queue')}",
+        "attempts": headers.get("x-delivery-count"),
+        "last_failed_at": _iso(death["time"].timestamp()) if "time" in death else None,
+    }
+    safe_headers = {k: v for k, v in headers.items() if not k.startswith("x-death")}
+    return Letter(
+        id=headers.get("id") or message.properties.get("correlation_id") or "?",
+        task=headers.get("task") or SYNC_ORDER_TASK,
+        args=args,
+        kwargs=kwargs,
+        headers=json.loads(json.dumps(safe_headers, default=str)),
+        reason=reason,
+        source="broker",
+        message=message,
+    )
+
+
+class DeadLetters:
+    """The dead-letter queue of one namespace."""
+
+    def __init__(self, celery_app, topology, timeout=5.0):
+        self.celery = celery_app
+        self.topology = topology
+        self.timeout = timeout
+
+    # -- writing (workers) ----------------------------------------------------------------------
+
+    def put(self, request, error, attempts, first_failed_at, last_failed_at):
+        """Publish a dead letter for the task ``request`` and wait for the broker's confirm.
+
+        Raises ``BrokerUnavailable`` when it is not confirmed: the caller must then keep the
+        original message (reject it to the broker's own dead-lettering, or requeue it).
+        """
+        reason = {
+            **error.describe(),
+            "attempts": attempts,
+            "first_failed_at": _iso(first_failed_at),
+            "last_failed_at": _iso(last_failed_at),
+        }
+        args = list(request.args or [])
+        event = args[0] if args and isinstance(args[0], dict) else {}
+        document = {
+            "format": FORMAT,
+            "id": request.id,
+            "task": request.task,
+            "args": args,
+            "kwargs": dict(request.kwargs or {}),
+            "headers": {
+                "argsrepr": getattr(request, "argsrepr", None),
+                "origin": getattr(request, "origin", None),
+                "retries": request.retries,
+                "delivery_info": {
+                    k: v
+                    for k, v in (request.delivery_info or {}).items()
+                    if k in ("exchange", "routing_key", "redelivered")
+                },
+            },
+            "reason": reason,
+        }
+        topology = self.topology
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                producer.publish(
+                    json.dumps(document, default=str),
+                    exchange=topology.dead_exchange,
+                    routing_key=f"{topology.namespace}.dead",
+                    declare=[topology.dead_queue],
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=2,
+                    headers={
+                        "x-magsync-format": FORMAT,
+                        "x-magsync-order": str(event.get("increment_id")),
+                        "x-magsync-reason": str(error.reason),
+                    },
+                    retry=True,
+                    retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 1},
+                    timeout=self.timeout,
+                    confirm_timeout=self.timeout,
+                )
+        except Exception as exc:  # any failure means "not confirmed"
+            raise BrokerUnavailable(f"dead letter not confirmed: {type(exc).__name__}") from exc
+        return reason
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def _connection(self):
+        return self.celery.connection_for_write()
+
+    def browse(self, limit=None, handle=None):
+        """Read up to ``limit`` dead letters without removing them.
+
+        With ``handle(letter, channel)`` each letter is passed while still held; the handler may
+        ``letter.message.ack()`` it. Everything not acknowledged returns to the queue.
+        """
+        letters = []
+        with self._connection() as conn:
+            channel = conn.channel()
+            try:
+                queue = self.topology.dead_queue(channel)
+                while limit is None or len(letters) < limit:
+                    message = queue.get(no_ack=False, accept=["application/json"])
+                    if message is None:
+                        break
+                    letter = parse(message)
+                    if handle is not None:
+                        handle(letter, channel)
+                    letters.append(letter)
+            finally:
+                # Closing the channel hands every unacknowledged message back to the queue.
+                channel.close()
+        return letters
+
+    def replay(self, select):
+        """Put the dead letters ``select(letter)`` picks back on the work queue; returns them.
+
+        Each is re-published with a fresh retry budget and removed from the dead-letter queue
+        only after the broker confirmed the re-publish.
+        """
+        publisher = Publisher(self.celery, self.topology, self.timeout)
+        replayed = []
+
+        def handle(letter, channel):
+            if not select(letter):
+                return
+            if letter.task != SYNC_ORDER_TASK or not letter.event:
+                log.warning("dead letter cannot be replayed", extra={"letter": letter.id})
+                return
+            try:
+                publisher.publish(letter.event, letter.id)
+            except BrokerUnavailable:
+                log.error("replay not confirmed; dead letter kept", extra={"letter": letter.id})
+                return
+            letter.message.ack()
+            replayed.append(letter)
+
+        try:
+            self.browse(handle=handle)
+        finally:
+            publisher.close()
+        return replayed
+
+    def purge(self):
+        """Delete every dead letter; returns how many there were."""
+        with self._connection() as conn:
+            return self.topology.dead_queue(conn.default_channel).purge() or 0
+
+    def count(self):
+        with Connection(self.celery.conf.broker_url) as conn:
+            _, count, _ = self.topology.dead_queue(conn.default_channel).queue_declare(passive=True)
+            return count
