@@ -49,6 +49,8 @@ def create_app(settings=None, *, receiver=True):
         app.extensions["magsync.receiver"] = Receiver(
             settings.webhook_secrets, settings.max_body_bytes, publisher
         )
+        # The dead-letter exchange must exist before anything can be dead-lettered.
+        publisher.declare_now()
         app.register_blueprint(webhook.bp)
         if not settings.broker_is_rabbitmq:
             log.warning(

@@ -131,6 +131,23 @@ class Publisher:
         producer = self._local.producer = conn.Producer()
         return producer
 
+    def declare_now(self):
+        """Declare the topology at start-up (best effort: a broker that is down is not fatal
+        here; every new connection declares it again before its first publish)."""
+        if not self.celery.conf.broker_url.startswith(("amqp", "pyamqp")):
+            return False
+        try:
+            with self.celery.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0, timeout=self.timeout)
+                self.topology.declare(conn)
+        except (KombuError, OSError, TimeoutError) as exc:
+            log.warning(
+                "broker not reachable at start-up; topology declared on first publish",
+                extra={"cause": f"{type(exc).__name__}: {exc}"},
+            )
+            return False
+        return True
+
     def _discard(self):
         producer = getattr(self._local, "producer", None)
         self._local.producer = None

@@ -74,8 +74,14 @@ class Letter:
         }
 
     def describe(self):
-        return {**self.summary(), "reason": self.reason, "task": self.task, "args": self.args,
-                "kwargs": self.kwargs, "headers": self.headers}  # fmt: skip
+        return {
+            **self.summary(),
+            "reason": self.reason,
+            "task": self.task,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "headers": self.headers,
+        }
 
 
 def parse(message):
@@ -216,13 +222,14 @@ class DeadLetters:
                 channel.close()
         return letters
 
-    def replay(self, select):
+    def replay(self, select, publisher=None):
         """Put the dead letters ``select(letter)`` picks back on the work queue; returns them.
 
-        Each is re-published with a fresh retry budget and removed from the dead-letter queue
-        only after the broker confirmed the re-publish.
+        Each is re-published (by ``publisher``, default one on this broker) with a fresh retry
+        budget, and removed from the dead-letter queue only after the re-publish was confirmed.
         """
-        publisher = Publisher(self.celery, self.topology, self.timeout)
+        own = publisher is None
+        publisher = publisher or Publisher(self.celery, self.topology, self.timeout)
         replayed = []
 
         def handle(letter, channel):
@@ -242,7 +249,8 @@ class DeadLetters:
         try:
             self.browse(handle=handle)
         finally:
-            publisher.close()
+            if own:
+                publisher.close()
         return replayed
 
     def purge(self):

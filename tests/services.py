@@ -43,3 +43,16 @@ def require_rabbitmq():
 
 def require_postgres():
     return require("PostgreSQL", POSTGRES_URL, 5432)
+
+
+def require_rabbitmqctl():
+    """The ``rabbitmqctl`` command of the local RabbitMQ (to change broker settings in tests)."""
+    import shutil
+
+    require_rabbitmq()
+    path = shutil.which("rabbitmqctl")
+    if path:
+        return path
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("rabbitmqctl is not on PATH (CI=true: it must be)", pytrace=False)
+    pytest.skip("rabbitmqctl is not on PATH")

@@ -210,3 +210,11 @@ def test_only_post_is_routed(client):
     response = client.get("/magento/webhook")
     assert response.status_code == 405
     assert response.json["error"] == "method_not_allowed"
+
+
+def test_web_declares_the_dead_letter_side_at_start_up(app, rabbitmq_url, broker_namespace):
+    # No webhook has been published yet: the queues exist because the app started.
+    with Connection(rabbitmq_url) as conn:
+        channel = conn.default_channel
+        for queue in (f"{broker_namespace}.dead", f"{broker_namespace}.orders"):
+            assert channel.queue_declare(queue, passive=True).queue == queue

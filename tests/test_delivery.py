@@ -1,0 +1,372 @@
+"""Delivery guarantees with real ``magsync worker`` processes on RabbitMQ against the sandbox org:
+retries, the retry window, Retry-After, dead letters (with their reason, listed and replayed
+through the CLI), the circuit breaker, the rate-limit command, Sentry, and RabbitMQ's consumer
+timeout."""
+
+import contextlib
+import copy
+import itertools
+import json
+import subprocess
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from magsync.broker import Publisher
+from magsync.celery_app import create_celery
+from magsync.cli import main
+from magsync.deadletters import DeadLetters
+from magsync.settings import Settings
+from tests import processes, services
+from tests.conftest import delete_namespace, load_fixture
+from tests.sentry_stub import SentryStub
+
+pytestmark = pytest.mark.slow
+
+SEED_ORDER = load_fixture("seed_webhook.json")["order"]
+_numbers = itertools.count(1)
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Harness:
+    """Org, broker namespace, Sentry stub and worker processes for one test module."""
+
+    def __init__(self, org, namespace, sentry, logs):
+        self.org = org
+        self.namespace = namespace
+        self.sentry = sentry
+        self.logs = logs
+        self.env = {
+            **org.settings(),
+            "CELERY_BROKER_URL": services.RABBITMQ_URL,
+            "MAGSYNC_BROKER_NAMESPACE": namespace,
+            "SENTRY_DSN": sentry.dsn,
+            "SENTRY_ENVIRONMENT": "delivery-test",
+            "MAGSYNC_RETRY_BACKOFF": "1",
+            "MAGSYNC_RETRY_BACKOFF_MAX": "2",
+            "MAGSYNC_CIRCUIT_THRESHOLD": "1000",
+            "SALESFORCE_TIMEOUT": "5",
+            "LOG_LEVEL": "INFO",
+            "DATABASE_URL": f"sqlite:///{logs}/ledger.db",
+        }
+        self.settings = Settings.from_env(self.env)
+        self.celery = create_celery(self.settings)
+        self.publisher = Publisher(self.celery, self.celery.magsync_topology, 5)
+        self.dead = DeadLetters(self.celery, self.celery.magsync_topology)
+        self.workers = []
+
+    def worker(self, name, **env):
+        process = processes.start_worker({**self.env, **env}, self.logs, name=name, concurrency=2)
+        self.workers.append(process)
+        return process
+
+    def order(self, **changes):
+        n = next(_numbers)
+        order = copy.deepcopy(SEED_ORDER)
+        order.update(entity_id=7000 + n, increment_id=f"7{self.namespace[-6:]}{n:04d}")
+        order.update(changes)
+        return order
+
+    def publish(self, order):
+        event = {
+            "event": "sales_order_save_after",
+            "entity_id": order["entity_id"],
+            "increment_id": order["increment_id"],
+            "updated_at": order["updated_at"],
+            "order": order,
+        }
+        task_id = f"{order['increment_id']}:t{next(_numbers)}"
+        self.publisher.publish(event, task_id)
+        return task_id
+
+    def records(self, number):
+        return [
+            r for r in self.org.records("Opportunity") if r.get("Magento_Order_ID__c") == number
+        ]
+
+    def dead_letter(self, number):
+        return [x for x in self.dead.browse() if x.order == number]
+
+    def fail_salesforce(self, **rule):
+        """A fault on every data call (this module syncs one order at a time)."""
+        self.org.add_fault(method="*", path="/services/data/", **rule)
+
+    def cli(self, *args, input=None):
+        env = {k: str(v) for k, v in self.env.items()}
+        return CliRunner().invoke(main, list(args), env=env, input=input)
+
+    def close(self):
+        for worker in self.workers:
+            worker.stop()
+        self.publisher.close()
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    from magsync.sandbox.salesforce import SandboxOrg
+
+    services.require_rabbitmq()
+    namespace = f"magsync-dlv-{int(time.time() * 1000) % 10**6:06d}"
+    sentry = SentryStub().start()
+    org = SandboxOrg(state_dir=tmp_path_factory.mktemp("delivery-org")).start()
+    h = Harness(org, namespace, sentry, tmp_path_factory.mktemp("delivery-logs"))
+    try:
+        h.worker("main")
+        yield h
+    finally:
+        h.close()
+        org.stop()
+        sentry.stop()
+        delete_namespace(services.RABBITMQ_URL, namespace)
+
+
+def worker_lines(worker, number, message):
+    return [line for line in worker.log().splitlines() if message in line and number in line]
+
+
+def test_transient_failures_are_retried_until_the_order_syncs(harness):
+    order = harness.order()
+    number = order["increment_id"]
+    harness.fail_salesforce(kind="unavailable", count=2)
+    harness.publish(order)
+    [record] = wait_for(lambda: harness.records(number), what="the order after two 503s")
+    assert record["Name"] == "Order 000000123 - Jane Doe".replace("000000123", number)
+    [main] = harness.workers[:1]
+    retried = worker_lines(main, number, "order sync will be retried")
+    assert len(retried) == 2
+    assert all("reason=http_503" in line for line in retried)
+    assert not harness.dead_letter(number)
+    assert not [e for e in harness.sentry.events() if e.get("tags", {}).get("order") == number]
+
+
+def test_a_permanent_error_is_dead_lettered_at_once_with_the_reason(harness):
+    order = harness.order()
+    number = order["increment_id"]
+    errors = [
+        {
+            "message": "Required fields are missing: [CloseDate]",
+            "errorCode": "REQUIRED_FIELD_MISSING",
+            "fields": ["CloseDate"],
+        }
+    ]
+    harness.fail_salesforce(kind="status", status=400, body=errors)
+    harness.publish(order)
+    [letter] = wait_for(lambda: harness.dead_letter(number), what="the dead letter")
+    assert letter.source == "worker"
+    assert letter.code == "REQUIRED_FIELD_MISSING"
+    assert letter.reason["error"] == "DeadLetter"
+    assert letter.reason["status"] == 400
+    assert letter.reason["errors"] == [
+        {
+            "errorCode": "REQUIRED_FIELD_MISSING",
+            "message": errors[0]["message"],
+            "fields": ["CloseDate"],
+        }
+    ]
+    assert letter.reason["attempts"] == 1
+    assert letter.reason["first_failed_at"] == letter.reason["last_failed_at"]
+    assert letter.event["order"]["increment_id"] == number  # the original payload, whole
+    assert letter.task == "magsync.sync_order"
+    [main] = harness.workers[:1]
+    assert not worker_lines(main, number, "will be retried")
+    assert not harness.records(number)
+
+    # One Sentry event for the dead letter, tagged with the order, and no secret in it.
+    events = wait_for(
+        lambda: [e for e in harness.sentry.events() if e.get("tags", {}).get("order") == number],
+        what="the Sentry event",
+    )
+    assert len(events) == 1
+    assert events[0]["tags"]["reason"] == "REQUIRED_FIELD_MISSING"
+    with open(harness.env["SALESFORCE_PRIVATE_KEY_PATH"]) as key:
+        key_text = key.read().splitlines()[1]
+    for raw in harness.sentry.raw():
+        assert key_text.encode() not in raw
+
+    # Workers never consume the dead-letter queue: it is still there a moment later.
+    time.sleep(2)
+    assert harness.dead_letter(number)
+
+    # ``magsync dead list`` and ``show`` read it without removing it.
+    listed = harness.cli("dead", "list")
+    assert listed.exit_code == 0, listed.output
+    assert f"order={number}  reason=REQUIRED_FIELD_MISSING  attempts=1" in listed.output
+    shown = harness.cli("dead", "show", letter.id)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["reason"]["errors"][0]["fields"] == ["CloseDate"]
+    assert harness.dead_letter(number)
+
+    # Fixed in the org, the order is replayed: it syncs and the dead letter is gone.
+    harness.org.clear_faults()
+    replayed = harness.cli("dead", "replay", letter.id)
+    assert replayed.exit_code == 0, replayed.output
+    assert f"replayed {letter.id}" in replayed.output
+    wait_for(lambda: harness.records(number), what="the replayed order")
+    assert not harness.dead_letter(number)
+
+
+def test_an_invalid_order_is_dead_lettered_without_calling_salesforce(harness):
+    order = harness.order(grand_total="ninety-nine")
+    number = order["increment_id"]
+    calls = harness.org.stats()["api_calls"]
+    harness.publish(order)
+    [letter] = wait_for(lambda: harness.dead_letter(number), what="the dead letter")
+    assert letter.code == "invalid_order"
+    assert "grand_total" in json.dumps(letter.reason["errors"])
+    assert harness.org.stats()["api_calls"] == calls
+
+
+def test_replay_keeps_the_dead_letter_when_the_republish_is_not_confirmed(harness, unused_port):
+    order = harness.order(state="shipped")  # not a Magento state: invalid
+    number = order["increment_id"]
+    harness.publish(order)
+    [letter] = wait_for(lambda: harness.dead_letter(number), what="the dead letter")
+    unreachable = create_celery(
+        harness.settings.replace(broker_url=f"amqp://guest:guest@127.0.0.1:{unused_port}//")
+    )
+    publisher = Publisher(unreachable, unreachable.magsync_topology, 2)
+    try:
+        replayed = harness.dead.replay(lambda x: x.id == letter.id, publisher=publisher)
+    finally:
+        publisher.close()
+    assert replayed == []
+    assert [x.id for x in harness.dead_letter(number)] == [letter.id]
+
+
+def test_retry_after_is_honoured(harness):
+    order = harness.order()
+    number = order["increment_id"]
+    harness.fail_salesforce(kind="throttled", headers={"Retry-After": "4"}, count=1)
+    started = time.monotonic()
+    harness.publish(order)
+    wait_for(lambda: harness.records(number), what="the throttled order")
+    assert time.monotonic() - started >= 4
+    [main] = harness.workers[:1]
+    [line] = worker_lines(main, number, "will be retried")
+    assert "reason=throttled" in line and "countdown=4" in line
+
+
+def test_an_outage_past_the_retry_window_dead_letters_with_the_attempts(harness):
+    worker = harness.worker("short-window", MAGSYNC_RETRY_FOR="4")
+    order = harness.order()
+    number = order["increment_id"]
+    harness.fail_salesforce(kind="unavailable")
+    try:
+        harness.publish(order)
+        [letter] = wait_for(lambda: harness.dead_letter(number), timeout=40, what="the dead letter")
+    finally:
+        harness.org.clear_faults()
+        worker.stop()
+        harness.workers.remove(worker)
+    assert letter.code == "retries_exhausted:http_503"
+    assert letter.reason["attempts"] >= 2
+    assert letter.reason["first_failed_at"] < letter.reason["last_failed_at"]
+
+
+def test_the_circuit_opens_in_an_outage_and_waiting_tasks_keep_their_budget(harness):
+    for worker in harness.workers:
+        worker.stop()
+    breaker = harness.worker("breaker", MAGSYNC_CIRCUIT_THRESHOLD="2", MAGSYNC_CIRCUIT_COOLDOWN="3")
+    try:
+        harness.org.reset_stats()
+        harness.fail_salesforce(kind="unavailable")
+        orders = [harness.order() for _ in range(6)]
+        for order in orders:
+            harness.publish(order)
+        wait_for(lambda: "salesforce circuit open" in breaker.log(), what="the circuit to open")
+        time.sleep(5)
+        harness.org.clear_faults()
+        # Six orders for five seconds, yet Salesforce saw only the calls that opened the
+        # circuit and one probe per cool-down from each of the two pool processes.
+        fired = harness.org.stats()["faults_fired"]
+        assert fired <= 2 * 2 + 2 * 3, fired
+        for order in orders:
+            wait_for(lambda o=order: harness.records(o["increment_id"]), what="every order")
+        assert "salesforce circuit closed" in breaker.log()
+        retried = [line for line in breaker.log().splitlines() if "will be retried" in line]
+        assert len(retried) == fired  # only real failures spent an attempt
+        assert not any(harness.dead_letter(o["increment_id"]) for o in orders)
+    finally:
+        harness.org.clear_faults()
+        breaker.stop()
+        harness.workers.clear()
+        harness.worker("main")
+
+
+def test_rate_limit_command_changes_running_workers(harness):
+    answer = harness.cli("rate-limit", "1/s")
+    assert answer.exit_code == 0, answer.output
+    assert "new rate limit set successfully" in answer.output
+    try:
+        orders = [harness.order() for _ in range(4)]
+        started = time.monotonic()
+        for order in orders:
+            harness.publish(order)
+        for order in orders:
+            wait_for(lambda o=order: harness.records(o["increment_id"]), what="every order")
+        assert time.monotonic() - started >= 2.5  # four tasks at one a second
+    finally:
+        harness.cli("rate-limit", harness.settings.salesforce_rate_limit)
+    assert harness.cli("rate-limit", "fast").exit_code != 0
+
+
+def _rabbitmq_env(ctl, name, value):
+    subprocess.run(
+        [ctl, "eval", f"application:set_env(rabbit, {name}, {value})."],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_retry_delays_wait_in_the_broker_not_in_the_worker(harness):
+    """With RabbitMQ's consumer timeout at 3 s, delays of 6 s must not hold any delivery."""
+    ctl = services.require_rabbitmqctl()
+    for worker in harness.workers:
+        worker.stop()
+    harness.workers.clear()
+    _rabbitmq_env(ctl, "consumer_timeout", 3000)
+    _rabbitmq_env(ctl, "channel_tick_interval", 1000)
+    try:
+        # The lowered timeout is in force: a consumer that sits on a message is cut off.
+        import amqp
+
+        with amqp.Connection("127.0.0.1:5672") as conn:
+            channel = conn.channel()
+            probe = f"{harness.namespace}.timeout-probe"
+            channel.queue_declare(probe, auto_delete=True)
+            channel.basic_publish(amqp.Message("x"), routing_key=probe)
+            channel.basic_consume(probe, callback=lambda message: None, no_ack=False)
+            with pytest.raises(amqp.exceptions.PreconditionFailed):
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline:
+                    with contextlib.suppress(TimeoutError):
+                        conn.drain_events(timeout=1)
+
+        worker = harness.worker("patient")
+        order = harness.order()
+        number = order["increment_id"]
+        harness.fail_salesforce(kind="throttled", headers={"Retry-After": "6"}, count=2)
+        harness.publish(order)
+        wait_for(lambda: harness.records(number), timeout=45, what="the order after 12 s of delays")
+        log = worker.log()
+        assert len(worker_lines(worker, number, "will be retried")) == 2
+        assert "PRECONDITION_FAILED" not in log
+        assert "timed out" not in log
+        assert worker.alive()
+    finally:
+        _rabbitmq_env(ctl, "consumer_timeout", 1800000)
+        _rabbitmq_env(ctl, "channel_tick_interval", 60000)
+        for worker in harness.workers:
+            worker.stop()
+        harness.workers.clear()
+        harness.worker("main")
