@@ -254,3 +254,13 @@ def _register_sandboxes():
 
 
 _register_sandboxes()
+
+
+def _register_ledger():
+    from magsync.ledger.cli import db, trace
+
+    main.add_command(db, "db")
+    main.add_command(trace, "trace")
+
+
+_register_ledger()

@@ -138,6 +138,36 @@ def _rate_limit(raw):
     return text
 
 
+def _database_url(raw):
+    """A SQLAlchemy URL for the ledger: SQLite or PostgreSQL (psycopg 3).
+
+    Heroku and most hosts hand out ``postgres://`` URLs, which SQLAlchemy no longer accepts; they
+    and plain ``postgresql://`` URLs are read as ``postgresql+psycopg://``.
+    """
+    url = raw.strip()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("must be a URL such as sqlite:///var/magsync.db or postgresql://...")
+    if scheme in {"postgres", "postgresql", "postgresql+psycopg"}:
+        return f"postgresql+psycopg://{rest}"
+    if scheme in {"sqlite", "sqlite+pysqlite"}:
+        if rest in {"", "/", "/:memory:"}:
+            # Each worker process would get a database of its own, lost when it exits.
+            raise ValueError("must name a SQLite file (sqlite:///path/to/file.db), not memory")
+        return f"sqlite://{rest}"
+    raise ValueError("must be a sqlite:/// or postgresql:// URL")
+
+
+def _choice(*allowed):
+    def parse(raw):
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
 DEFAULT_STAGE_MAP = (
     "new=Prospecting;pending_payment=Prospecting;processing=Qualification;"
     "complete=Closed Won;closed=Closed Lost;canceled=Closed Lost"
@@ -199,6 +229,25 @@ class Settings:
     sf_close_date_offset: DateOffset = _setting(
         "SALESFORCE_CLOSE_DATE_OFFSET", _date_offset, DateOffset(1, "months")
     )
+    sf_multi_currency: bool = _setting("SALESFORCE_MULTI_CURRENCY", _bool, False)
+    sf_parent_order_field: str = _setting(
+        "SALESFORCE_PARENT_ORDER_FIELD", _sf_field_name, "Magento_Parent_Order_ID__c"
+    )
+    sf_replaced_note_field: str = _setting(
+        "SALESFORCE_REPLACED_NOTE_FIELD", _sf_field_name, "NextStep"
+    )
+    # -- customers and leads --------------------------------------------------------------------
+    guest_mode: str = _setting("MAGSYNC_GUEST_MODE", _choice("contact", "lead"), "contact")
+    sf_contact_role: str = _setting("SALESFORCE_CONTACT_ROLE", _str, "Decision Maker")
+    sf_lead_company: str = _setting("SALESFORCE_LEAD_COMPANY", _str, "[not provided]")
+    sf_lead_external_id_field: str = _setting(
+        "SALESFORCE_LEAD_EXTERNAL_ID_FIELD", _sf_field_name, "Magento_Order_ID__c"
+    )
+    # -- sync ledger ----------------------------------------------------------------------------
+    database_url: str = _setting(
+        "DATABASE_URL", _database_url, "sqlite:///var/magsync.db", secret=True
+    )
+    lock_timeout: float = _setting("MAGSYNC_LOCK_TIMEOUT", _positive_float, 60.0)
     # -- Magento REST (optional: without it the worker maps the webhook payload) ---------------
     magento_base_url: str = _setting("MAGENTO_BASE_URL", _http_url)
     magento_consumer_key: str = _setting("MAGENTO_CONSUMER_KEY", _str, secret=True)

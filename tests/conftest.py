@@ -45,6 +45,18 @@ def postgres_url():
     return services.require_postgres()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """A fresh, empty ledger database: a SQLite file, and a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    from tests.databases import postgres_database
+
+    with postgres_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
 def delete_namespace(url, namespace):
     """Remove a test namespace's queues and exchanges from the broker."""
     with Connection(url) as conn:

@@ -1,0 +1,50 @@
+"""The sync ledger: what magsync has applied to Salesforce, order by order.
+
+For each order it keeps the Magento entity id, increment id and store, the last applied
+``updated_at`` and the hash of the fields written for it, the Salesforce ids (Opportunity or
+Lead, Account, Contact, contact role), the sync status, attempts and last error, and times; for
+each buyer (by email) the Account and Contact; and for each order a history of events:
+
+- ``received``: an event reached the pipeline (``source`` webhook or rest);
+- ``skipped_stale``: its ``updated_at`` was older than the last applied version;
+- ``skipped_unchanged``: it would have written exactly what Salesforce already holds;
+- ``synced``: Salesforce confirmed the write (the record id, API calls it took);
+- ``retried`` / ``dead_lettered``: the outcome of a failed attempt;
+- ``replaced``: an admin edit replaced the order (its Opportunity is closed).
+
+SQLite by default (one host), PostgreSQL through ``DATABASE_URL`` (any number of hosts). Its
+schema is migrated with alembic (``magsync db upgrade``); ``magsync trace <increment_id>`` prints
+one order's row and history. ``locks.py`` serialises the events of one order (and the first
+orders of one buyer) across workers.
+"""
+
+from magsync.ledger.locks import LockTimeout
+from magsync.ledger.store import (
+    Applied,
+    Customer,
+    Ledger,
+    LedgerUnavailable,
+    OrderState,
+    Version,
+)
+
+EVENT_KINDS = (
+    "received",
+    "skipped_stale",
+    "skipped_unchanged",
+    "synced",
+    "retried",
+    "dead_lettered",
+    "replaced",
+)
+
+__all__ = [
+    "EVENT_KINDS",
+    "Applied",
+    "Customer",
+    "Ledger",
+    "LedgerUnavailable",
+    "LockTimeout",
+    "OrderState",
+    "Version",
+]

@@ -1,0 +1,1 @@
+"""alembic migrations of the ledger (run through ``magsync db upgrade``)."""

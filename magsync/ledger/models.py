@@ -1,0 +1,90 @@
+"""The ledger's tables: one row per order, one per customer, and each order's event history.
+
+Times are naive UTC (``DateTime`` without a zone reads the same on SQLite and PostgreSQL);
+Magento's ``updated_at`` is stored as Magento writes it, to the second.
+"""
+
+import datetime as dt
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Salesforce ids have 18 characters; Magento increment ids at most 50, edits (``-1``) included.
+SF_ID = 18
+ORDER_NUMBER = 64
+EMAIL = 254
+
+
+def utcnow():
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OrderRow(Base):
+    """What magsync knows about one order: the version applied and where it lives in Salesforce.
+
+    ``updated_at`` and ``payload_hash`` are the last version Salesforce confirmed (or found
+    unchanged). ``pending_updated_at`` / ``pending_hash`` / ``apply_started_at`` describe a write
+    that began and has not been confirmed: a crash there leaves them set, and the next attempt
+    treats the order's non-idempotent writes (the contact role) as in doubt.
+    """
+
+    __tablename__ = "ledger_orders"
+
+    increment_id: Mapped[str] = mapped_column(String(ORDER_NUMBER), primary_key=True)
+    entity_id: Mapped[int | None] = mapped_column(Integer)
+    store_id: Mapped[int | None] = mapped_column(Integer)
+    customer_email: Mapped[str | None] = mapped_column(String(EMAIL))
+    state: Mapped[str | None] = mapped_column(String(32))
+    stage: Mapped[str | None] = mapped_column(String(120))
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    payload_hash: Mapped[str | None] = mapped_column(String(64))
+    sobject: Mapped[str | None] = mapped_column(String(40))
+    record_id: Mapped[str | None] = mapped_column(String(SF_ID))
+    account_id: Mapped[str | None] = mapped_column(String(SF_ID))
+    contact_id: Mapped[str | None] = mapped_column(String(SF_ID))
+    contact_role_id: Mapped[str | None] = mapped_column(String(SF_ID))
+    parent_increment_id: Mapped[str | None] = mapped_column(String(ORDER_NUMBER))
+    replaced_by: Mapped[str | None] = mapped_column(String(ORDER_NUMBER))
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    pending_updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    pending_hash: Mapped[str | None] = mapped_column(String(64))
+    apply_started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class CustomerRow(Base):
+    """A buyer's Account and Contact by lower-cased email: a repeat buyer costs no lookup."""
+
+    __tablename__ = "ledger_customers"
+
+    email: Mapped[str] = mapped_column(String(EMAIL), primary_key=True)
+    account_id: Mapped[str | None] = mapped_column(String(SF_ID))
+    contact_id: Mapped[str | None] = mapped_column(String(SF_ID))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class EventRow(Base):
+    """One step in an order's history (see ``magsync.ledger.EVENT_KINDS``)."""
+
+    __tablename__ = "ledger_events"
+    __table_args__ = (Index("ix_ledger_events_order", "increment_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    increment_id: Mapped[str] = mapped_column(String(ORDER_NUMBER))
+    kind: Mapped[str] = mapped_column(String(24))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    payload_hash: Mapped[str | None] = mapped_column(String(64))
+    record_id: Mapped[str | None] = mapped_column(String(SF_ID))
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,467 @@
+"""The ledger's database: the engine, and every read and write the pipeline makes.
+
+Each write is one short transaction of its own, never held open across a Salesforce call: the
+per-order lock (``locks.py``) is what keeps two workers off one order, not a database
+transaction. A database error becomes ``LedgerUnavailable``, a ``RetryLater``: an event is never
+dropped because the ledger was briefly unreachable.
+
+SQLite runs in WAL mode, and every transaction starts with ``BEGIN IMMEDIATE`` (it takes the
+write lock up front and waits for it up to 30 s). With the ``sqlite3`` driver's default, a
+transaction would start as a reader and fail at once with "database is locked" when it tried to
+write while another process was writing.
+"""
+
+import datetime as dt
+import json
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from magsync.errors import RetryLater
+from magsync.ledger import schema
+from magsync.ledger.locks import AdvisoryLocks, FileLocks
+from magsync.ledger.models import CustomerRow, EventRow, OrderRow, utcnow
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT = 30.0
+ERROR_LIMIT = 2000
+
+
+class LedgerUnavailable(RetryLater):
+    """The ledger database could not be used (unreachable, locked, or its schema is behind)."""
+
+    reason = "ledger_unavailable"
+    system = "magsync"
+
+
+def sqlite_path(url):
+    """The database file of a SQLite URL (None for other databases)."""
+    parsed = make_url(url)
+    return parsed.database if parsed.get_backend_name() == "sqlite" else None
+
+
+def _sqlite_connect(dbapi_connection, connection_record):
+    # Let SQLAlchemy emit BEGIN itself (below) instead of the driver's deferred BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection):
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_ledger_engine(url):
+    """An engine for ``url`` (as ``Settings.database_url`` gives it)."""
+    path = sqlite_path(url)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of an order as the pipeline is about to apply (or skip) it."""
+
+    increment_id: str
+    entity_id: int | None
+    store_id: int | None
+    updated_at: dt.datetime
+    payload_hash: str
+    state: str
+    customer_email: str | None
+    source: str
+    parent_increment_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """A snapshot of an order's ledger row (see ``OrderRow`` for the meaning of each field)."""
+
+    increment_id: str
+    entity_id: int | None = None
+    store_id: int | None = None
+    customer_email: str | None = None
+    state: str | None = None
+    stage: str | None = None
+    updated_at: dt.datetime | None = None
+    payload_hash: str | None = None
+    sobject: str | None = None
+    record_id: str | None = None
+    account_id: str | None = None
+    contact_id: str | None = None
+    contact_role_id: str | None = None
+    parent_increment_id: str | None = None
+    replaced_by: str | None = None
+    status: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    pending_updated_at: dt.datetime | None = None
+    pending_hash: str | None = None
+    apply_started_at: dt.datetime | None = None
+    first_seen_at: dt.datetime | None = None
+    synced_at: dt.datetime | None = None
+    changed_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, row):
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+    @property
+    def in_doubt(self):
+        """A write began and was never confirmed: it may or may not have reached Salesforce."""
+        return self.apply_started_at is not None
+
+
+@dataclass(frozen=True)
+class Customer:
+    email: str
+    account_id: str | None
+    contact_id: str | None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What Salesforce confirmed for one version."""
+
+    sobject: str
+    record_id: str
+    created: bool | None
+    stage: str | None = None
+    account_id: str | None = None
+    contact_id: str | None = None
+    contact_role_id: str | None = None
+    new_customer: Customer | None = None
+    closed_parent: str | None = None
+    api_calls: int = 0
+
+
+@dataclass(frozen=True)
+class HistoryEvent:
+    at: dt.datetime
+    kind: str
+    updated_at: dt.datetime | None
+    payload_hash: str | None
+    record_id: str | None
+    detail: dict
+
+
+def naive_utc(value):
+    """``value`` as the naive UTC datetime the ledger stores."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _detail(values):
+    kept = {k: v for k, v in values.items() if v is not None}
+    return json.dumps(kept, sort_keys=True, ensure_ascii=False, default=str) if kept else None
+
+
+def describe_error(error):
+    """``reason: message`` of an outcome, short enough for the ledger."""
+    if error is None:
+        return None
+    reason = getattr(error, "reason", None) or type(error).__name__
+    return f"{reason}: {error}"[:ERROR_LIMIT]
+
+
+class Ledger:
+    """The sync ledger of one process. Connects lazily; ``close()`` disposes of the engine."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.url = settings.database_url
+        self._engine = None
+        self._sessions = None
+        self._locks = None
+        self._ready = False
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            self._engine = create_ledger_engine(self.url)
+            self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        return self._engine
+
+    @property
+    def is_sqlite(self):
+        return sqlite_path(self.url) is not None
+
+    def close(self):
+        if self._locks is not None:
+            self._locks.close()
+            self._locks = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @contextmanager
+    def _guard(self):
+        try:
+            yield
+        except DBAPIError as exc:
+            orig = exc.orig
+            message = str(orig).strip().splitlines()[0][:200] if orig is not None else ""
+            raise LedgerUnavailable(
+                f"ledger database error: {type(orig).__name__}: {message}"
+            ) from None
+
+    @contextmanager
+    def _transaction(self):
+        self.engine  # noqa: B018 - creates the engine and session factory on first use
+        with self._guard(), self._sessions.begin() as session:
+            yield session
+
+    def ready(self):
+        """Make sure the schema is current: SQLite is migrated in place, PostgreSQL is checked.
+
+        On PostgreSQL migrations are a release step (``magsync db upgrade``); until it has run,
+        events are retried (``LedgerUnavailable``) rather than written against an old schema.
+        """
+        if self._ready:
+            return
+        with self._guard():
+            with self.engine.connect() as connection:
+                current = schema.current_revision(connection)
+                connection.rollback()
+            head = schema.head_revision()
+            if current != head:
+                if not self.is_sqlite:
+                    raise LedgerUnavailable(
+                        f"the ledger database is at revision {current or 'none'}, this magsync "
+                        f"needs {head}: run `magsync db upgrade`",
+                        reason="ledger_schema_behind",
+                    )
+                before, after = schema.upgrade(self.engine)
+                log.info("ledger migrated", extra={"from_revision": before, "to_revision": after})
+        self._ready = True
+
+    @contextmanager
+    def locks(self):
+        """A lock session (see ``magsync.ledger.locks``)."""
+        if self._locks is None:
+            path = sqlite_path(self.url)
+            timeout = self.settings.lock_timeout
+            if path is not None:
+                self._locks = FileLocks(f"{path}.locks", timeout)
+            else:
+                self._locks = AdvisoryLocks(self.engine, timeout)
+        with self._guard(), self._locks.session() as session:
+            yield session
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def order(self, increment_id):
+        """The order's ``OrderState``, or None when the ledger has never seen it."""
+        with self._transaction() as session:
+            row = session.get(OrderRow, increment_id)
+            return OrderState.of(row) if row is not None else None
+
+    def customer(self, email):
+        """The cached Account and Contact of a buyer (``email`` lower-cased), or None."""
+        with self._transaction() as session:
+            row = session.get(CustomerRow, email)
+            if row is None or not row.contact_id:
+                return None
+            return Customer(row.email, row.account_id, row.contact_id)
+
+    def history(self, increment_id):
+        """``(OrderState or None, [HistoryEvent, ...])`` oldest event first."""
+        with self._transaction() as session:
+            row = session.get(OrderRow, increment_id)
+            events = session.scalars(
+                select(EventRow).where(EventRow.increment_id == increment_id).order_by(EventRow.id)
+            ).all()
+            return (
+                OrderState.of(row) if row is not None else None,
+                [
+                    HistoryEvent(
+                        e.at,
+                        e.kind,
+                        e.updated_at,
+                        e.payload_hash,
+                        e.record_id,
+                        json.loads(e.detail) if e.detail else {},
+                    )
+                    for e in events
+                ],
+            )
+
+    def event_counts(self):
+        """``{kind: count}`` over every order's history."""
+        with self._transaction() as session:
+            rows = session.execute(select(EventRow.kind, func.count()).group_by(EventRow.kind))
+            return {kind: count for kind, count in rows}
+
+    # -- writes (each under the order's lock, except ``note``) ---------------------------------
+
+    def _row(self, session, increment_id, version=None):
+        row = session.get(OrderRow, increment_id)
+        if row is None:
+            row = OrderRow(increment_id=increment_id, status="received", attempts=0)
+            session.add(row)
+        if version is not None:
+            row.entity_id = version.entity_id
+            row.store_id = version.store_id
+            row.customer_email = version.customer_email
+            row.parent_increment_id = version.parent_increment_id
+        return row
+
+    def _event(self, session, increment_id, kind, version=None, record_id=None, **detail):
+        session.add(
+            EventRow(
+                increment_id=increment_id,
+                kind=kind,
+                at=utcnow(),
+                updated_at=naive_utc(version.updated_at) if version else None,
+                payload_hash=version.payload_hash if version else None,
+                record_id=record_id,
+                detail=_detail(detail),
+            )
+        )
+
+    def skip(self, version, reason):
+        """Record a received event that changes nothing: ``stale`` or ``unchanged``.
+
+        An unchanged version newer than the last applied one becomes the last applied one (what
+        Salesforce holds is already that version), so older versions that arrive later are stale.
+        """
+        with self._transaction() as session:
+            row = self._row(session, version.increment_id, version)
+            self._event(session, version.increment_id, "received", version, source=version.source)
+            self._event(session, version.increment_id, f"skipped_{reason}", version)
+            updated_at = naive_utc(version.updated_at)
+            if reason == "unchanged" and row.updated_at is not None and updated_at > row.updated_at:
+                row.updated_at = updated_at
+                row.state = version.state
+            if row.updated_at is not None and row.apply_started_at is None:
+                row.status = "synced"
+
+    def begin(self, version):
+        """Record a received event about to be written: the write is in doubt until ``applied``.
+
+        Returns the attempt number of this version (1 the first time it is tried).
+        """
+        with self._transaction() as session:
+            row = self._row(session, version.increment_id, version)
+            self._event(session, version.increment_id, "received", version, source=version.source)
+            same_version = row.pending_hash == version.payload_hash and (
+                row.pending_updated_at == naive_utc(version.updated_at)
+            )
+            row.attempts = (row.attempts or 0) + 1 if same_version else 1
+            row.pending_updated_at = naive_utc(version.updated_at)
+            row.pending_hash = version.payload_hash
+            row.apply_started_at = utcnow()
+            row.status = "applying"
+            return row.attempts
+
+    def applied(self, version, applied):
+        """Record what Salesforce confirmed, with the customer and parent it touched."""
+        now = utcnow()
+        with self._transaction() as session:
+            row = self._row(session, version.increment_id, version)
+            row.updated_at = naive_utc(version.updated_at)
+            row.payload_hash = version.payload_hash
+            row.state = version.state
+            row.stage = applied.stage
+            row.sobject = applied.sobject
+            row.record_id = applied.record_id
+            row.account_id = applied.account_id
+            row.contact_id = applied.contact_id
+            row.contact_role_id = applied.contact_role_id
+            row.status = "synced"
+            row.last_error = None
+            row.pending_updated_at = row.pending_hash = row.apply_started_at = None
+            row.synced_at = now
+            self._event(
+                session,
+                version.increment_id,
+                "synced",
+                version,
+                record_id=applied.record_id,
+                sobject=applied.sobject,
+                created=applied.created,
+                stage=applied.stage,
+                account_id=applied.account_id,
+                contact_id=applied.contact_id,
+                api_calls=applied.api_calls,
+            )
+            if applied.new_customer is not None:
+                customer = session.get(CustomerRow, applied.new_customer.email)
+                if customer is None:
+                    customer = CustomerRow(email=applied.new_customer.email)
+                    session.add(customer)
+                customer.account_id = applied.new_customer.account_id
+                customer.contact_id = applied.new_customer.contact_id
+            if applied.closed_parent:
+                parent = self._row(session, applied.closed_parent)
+                parent.replaced_by = version.increment_id
+                self._event(
+                    session,
+                    applied.closed_parent,
+                    "replaced",
+                    record_id=parent.record_id,
+                    replaced_by=version.increment_id,
+                )
+
+    def forget_customer(self, email):
+        """Drop a buyer's remembered ids (Salesforce no longer has those records)."""
+        with self._transaction() as session:
+            row = session.get(CustomerRow, email)
+            if row is not None:
+                session.delete(row)
+
+    def note(self, increment_id, kind, error=None, attempt=None, entity_id=None):
+        """Record an outcome the task shell decided: ``retried`` or ``dead_lettered``.
+
+        Taken without the order's lock (the shell must not wait on it): the row's status and last
+        error say what happened last, and the history keeps every outcome.
+        """
+        status = {"retried": "retrying"}.get(kind, kind)
+        values = {
+            "status": status,
+            "last_error": describe_error(error),
+        }
+        if attempt is not None:
+            values["attempts"] = attempt
+        for tries_left in (1, 0):
+            try:
+                with self._transaction() as session:
+                    row = session.get(OrderRow, increment_id)
+                    if row is None:
+                        row = OrderRow(increment_id=increment_id, entity_id=entity_id, attempts=0)
+                        session.add(row)
+                    for key, value in values.items():
+                        setattr(row, key, value)
+                    self._event(
+                        session,
+                        increment_id,
+                        kind,
+                        reason=getattr(error, "reason", None),
+                        error=str(error)[:ERROR_LIMIT] if error is not None else None,
+                        attempt=attempt,
+                    )
+                return
+            except LedgerUnavailable as exc:
+                # Another worker created the row at the same moment: update it instead.
+                if tries_left and isinstance(exc.__context__, IntegrityError):
+                    continue
+                raise
