@@ -7,6 +7,10 @@
 - several (same object and key): sObject Collections ``PATCH composite/sobjects/{Type}/{ExtField}``
   in chunks of 200, one API call each, with a result per record.
 
+``query(soql)`` runs a SOQL query (build its literals with ``soql.literal``);
+``composite(subrequests)`` sends up to 25 ``Subrequest`` in one Composite call, all or none, later
+ones referring to earlier results as ``@{ref.id}``. ``calls`` counts this thread's API calls.
+
 A call that fails as a whole raises the outcome ``classify_salesforce`` gives it. An expired
 session is refreshed through the ``TokenProvider`` and the call repeated once; a second 401 is an
 ``AuthenticationFailed``.
@@ -17,7 +21,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 from simple_salesforce import Salesforce
@@ -34,6 +38,40 @@ from magsync.errors import (
 log = logging.getLogger(__name__)
 
 COLLECTION_LIMIT = 200
+COMPOSITE_LIMIT = 25
+
+
+@dataclass(frozen=True)
+class Subrequest:
+    """One Composite subrequest: ``path`` is relative to the data API (``sobjects/Account``)."""
+
+    reference_id: str
+    method: str
+    path: str
+    body: dict | None = None
+
+    @classmethod
+    def create(cls, reference_id, sobject, fields):
+        return cls(reference_id, "POST", f"sobjects/{sobject}", fields)
+
+    @classmethod
+    def update(cls, reference_id, sobject, record_id, fields):
+        return cls(reference_id, "PATCH", f"sobjects/{sobject}/{record_id}", fields)
+
+    @classmethod
+    def upsert(cls, reference_id, record):
+        return cls(reference_id, "PATCH", _upsert_path(record), record.body())
+
+
+def reference(reference_id, field="id"):
+    """The value a later subrequest uses for a field of an earlier one's result."""
+    return f"@{{{reference_id}.{field}}}"
+
+
+def _upsert_path(record):
+    return (
+        f"sobjects/{record.sobject}/{record.external_id_field}/{quote(record.external_id, safe='')}"
+    )
 
 
 @dataclass(frozen=True)
@@ -119,6 +157,67 @@ class SalesforceWriter:
             results.extend(self._upsert_collection(records[start : start + COLLECTION_LIMIT]))
         return results
 
+    def query(self, soql):
+        """The records of a SOQL query's first page (keep results small with ``LIMIT``)."""
+        body = self._call("GET", "query/?" + urlencode({"q": soql}), None)
+        return list(body.get("records") or [])
+
+    def composite(self, subrequests):
+        """Run ``subrequests`` in one Composite call, all or none; ``{reference_id: body}``.
+
+        When a subrequest fails, Salesforce rolls back the others; the outcome raised is the one
+        ``classify_salesforce`` gives the failed subrequest's own status and errors.
+        """
+        if not 0 < len(subrequests) <= COMPOSITE_LIMIT:
+            raise ValueError(f"a Composite call takes 1 to {COMPOSITE_LIMIT} subrequests")
+        base = f"/services/data/v{self.settings.sf_api_version}/"
+        document = {
+            "allOrNone": True,
+            "compositeRequest": [
+                {
+                    "method": sub.method,
+                    "url": base + sub.path,
+                    "referenceId": sub.reference_id,
+                    **({"body": sub.body} if sub.body is not None else {}),
+                }
+                for sub in subrequests
+            ],
+        }
+        answer = self._call("POST", "composite", document)
+        results = {}
+        failures = []
+        for item in answer.get("compositeResponse") or []:
+            status = item.get("httpStatusCode") or 500
+            if status >= 400:
+                failures.append((status, item.get("body")))
+            else:
+                results[item.get("referenceId")] = item.get("body") or {}
+        if failures:
+            # Under allOrNone every other subrequest answers PROCESSING_HALTED; the cause is the
+            # one that does not.
+            halted = {"PROCESSING_HALTED"}
+            status, body = next(
+                (
+                    (status, body)
+                    for status, body in failures
+                    if {e.get("errorCode") for e in _error_items(body)} - halted
+                ),
+                failures[0],
+            )
+            raise classify_salesforce(status, body)
+        missing = [s.reference_id for s in subrequests if s.reference_id not in results]
+        if missing:
+            raise RetryLater(
+                f"Composite answer without results for {', '.join(missing)}",
+                reason="composite_incomplete",
+            )
+        return results
+
+    @property
+    def calls(self):
+        """API calls this thread has sent (every request to the data API counts)."""
+        return getattr(self._local, "calls", 0)
+
     @property
     def last_api_usage(self):
         """The ``Sforce-Limit-Info`` of this thread's last response (``api-usage=N/M``)."""
@@ -127,11 +226,7 @@ class SalesforceWriter:
     # -- calls ----------------------------------------------------------------------------------
 
     def _upsert_one(self, record):
-        path = (
-            f"sobjects/{record.sobject}/{record.external_id_field}/"
-            f"{quote(record.external_id, safe='')}"
-        )
-        body = self._call("PATCH", path, record.body())
+        body = self._call("PATCH", _upsert_path(record), record.body())
         return UpsertResult(record, id=body.get("id"), created=bool(body.get("created")))
 
     def _upsert_collection(self, records):
@@ -181,11 +276,12 @@ class SalesforceWriter:
             version=self.settings.sf_api_version,
         )
         self._local.response = None
+        self._local.calls = self.calls + 1
         try:
             result = client.restful(
                 path,
                 method=method,
-                data=dumps(document),
+                data=dumps(document) if document is not None else None,
                 timeout=self.settings.sf_timeout,
             )
         except SalesforceError as exc:
@@ -206,3 +302,7 @@ class SalesforceWriter:
         if usage:
             self._local.api_usage = usage
         return response
+
+
+def _error_items(body):
+    return [item for item in body if isinstance(item, dict)] if isinstance(body, list) else []

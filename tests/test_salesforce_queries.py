@@ -1,0 +1,173 @@
+"""SOQL literals, the customer lookups and Composite calls against the sandbox org over HTTPS.
+
+The literal is fuzzed: whatever text goes in (quotes, backslashes, newlines, non-ASCII), the
+org's SOQL parser must read back exactly that text and find exactly the record holding it.
+"""
+
+import itertools
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from magsync.errors import DeadLetter
+from magsync.mapping.opportunity import Record
+from magsync.settings import Settings
+from magsync.sinks.salesforce.auth import TokenProvider
+from magsync.sinks.salesforce.lookups import find_contact, find_contact_role
+from magsync.sinks.salesforce.soql import literal
+from magsync.sinks.salesforce.writer import SalesforceWriter, Subrequest, build_session, reference
+
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+_unique = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def org(tmp_path_factory):
+    from magsync.sandbox.salesforce import SandboxOrg
+
+    with SandboxOrg(state_dir=tmp_path_factory.mktemp("queries-org")) as org:
+        yield org
+
+
+@pytest.fixture(scope="module")
+def writer(org):
+    settings = Settings.from_env(org.settings())
+    session = build_session(settings)
+    yield SalesforceWriter(settings, TokenProvider(settings, session), session)
+    session.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "'plain'"),
+        ("Bob's BBQ", r"'Bob\'s BBQ'"),
+        ("back\\slash", r"'back\\slash'"),
+        ("\\'", r"'\\\''"),
+        ('say "hi"', r"'say \"hi\"'"),
+        ("two\nlines\ttab\rcr", r"'two\nlines\ttab\rcr'"),
+        ("Zoë Ørsted 東京", "'Zoë Ørsted 東京'"),
+        ("bell\x07", r"'bell\u0007'"),
+        ("' OR Name != '", r"'\' OR Name != \''"),
+    ],
+)
+def test_literal_escapes_what_soql_reserves(value, expected):
+    assert literal(value) == expected
+
+
+def test_literal_refuses_what_is_not_text():
+    with pytest.raises(TypeError):
+        literal(42)
+
+
+NAMES = st.text(
+    alphabet=st.one_of(
+        st.sampled_from("'\\\"\n\t%_ "),
+        st.characters(codec="utf-8", exclude_categories=("Cc", "Cs")),
+    ),
+    min_size=1,
+    max_size=60,
+).filter(lambda text: text.strip())
+
+
+@FUZZ
+@given(name=NAMES)
+def test_any_text_finds_exactly_its_record(org, writer, name):
+    name = f"{next(_unique)} {name}"
+    [account_id] = org.insert("Account", [{"Name": name}])
+    records = writer.query(f"SELECT Id, Name FROM Account WHERE Name = {literal(name)}")  # noqa: S608
+    assert [(r["Id"], r["Name"]) for r in records] == [(account_id, name)]
+
+
+LOCAL_PART = st.text(
+    alphabet=string.ascii_letters + string.digits + ".!#$%&'*+/=?^_`{|}~-",
+    min_size=1,
+    max_size=30,
+).filter(lambda s: not s.startswith(".") and not s.endswith(".") and ".." not in s)
+
+
+@FUZZ
+@given(local=LOCAL_PART, upper=st.booleans())
+def test_contacts_are_found_by_any_email_in_any_case(org, writer, local, upper):
+    email = f"{local}.{next(_unique)}@example.com"
+    [account_id] = org.insert("Account", [{"Name": "Buyer"}])
+    [contact_id] = org.insert(
+        "Contact", [{"LastName": "O'Brien \\ Ørsted", "Email": email, "AccountId": account_id}]
+    )
+    org.insert("Contact", [{"LastName": "Other", "Email": f"x{email}"}])
+    asked = email.upper() if upper else email
+    assert find_contact(writer, asked) == (contact_id, account_id)
+
+
+def test_a_contact_with_an_account_is_preferred(org, writer):
+    email = f"twice.{next(_unique)}@example.com"
+    [lonely] = org.insert("Contact", [{"LastName": "A", "Email": email}])
+    [account_id] = org.insert("Account", [{"Name": "B"}])
+    [linked] = org.insert("Contact", [{"LastName": "B", "Email": email, "AccountId": account_id}])
+    assert find_contact(writer, email) == (linked, account_id)
+    assert lonely != linked
+    assert find_contact(writer, f"nobody.{next(_unique)}@example.com") is None
+
+
+def opportunity(number, **fields):
+    values = {"Name": f"Order {number}", "StageName": "Prospecting", "CloseDate": "2024-04-01"}
+    return Record("Opportunity", "Magento_Order_ID__c", number, {**values, **fields})
+
+
+def test_one_composite_call_creates_linked_records(org, writer):
+    number = f"C{next(_unique)}-1"
+    calls, before = writer.calls, org.stats()["api_calls"]
+    results = writer.composite(
+        [
+            Subrequest.create("account", "Account", {"Name": "Zoë O'Brien"}),
+            Subrequest.create(
+                "contact",
+                "Contact",
+                {"LastName": "O'Brien", "Email": "zoe@example.com", "AccountId": "@{account.id}"},
+            ),
+            Subrequest.upsert("opportunity", opportunity(number, AccountId=reference("account"))),
+            Subrequest.create(
+                "role",
+                "OpportunityContactRole",
+                {"OpportunityId": reference("opportunity"), "ContactId": reference("contact")},
+            ),
+        ]
+    )
+    assert writer.calls == calls + 1
+    assert org.stats()["api_calls"] == before + 1
+    assert set(results) == {"account", "contact", "opportunity", "role"}
+    assert results["opportunity"]["created"] is True
+    [stored] = [r for r in org.records("Opportunity") if r["Magento_Order_ID__c"] == number]
+    assert stored["AccountId"] == results["account"]["id"]
+    found = find_contact_role(writer, "Magento_Order_ID__c", number, results["contact"]["id"])
+    assert found == results["role"]["id"]
+    assert find_contact_role(writer, "Magento_Order_ID__c", number, "003000000000000AAA") is None
+
+
+def test_a_failed_subrequest_rolls_back_and_names_its_own_error(org, writer):
+    number = f"C{next(_unique)}"
+    accounts = len(org.records("Account"))
+    with pytest.raises(DeadLetter) as info:
+        writer.composite(
+            [
+                Subrequest.create("account", "Account", {"Name": "Rolled back"}),
+                Subrequest.upsert("opportunity", opportunity(number, StageName="Not a stage")),
+            ]
+        )
+    assert info.value.reason == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    assert len(org.records("Account")) == accounts
+    assert not [r for r in org.records("Opportunity") if r["Magento_Order_ID__c"] == number]
+
+
+def test_composite_size_is_checked_before_any_call(writer):
+    calls = writer.calls
+    with pytest.raises(ValueError, match="1 to 25"):
+        writer.composite([])
+    sub = Subrequest.create("a", "Account", {"Name": "x"})
+    with pytest.raises(ValueError, match="1 to 25"):
+        writer.composite([sub] * 26)
+    assert writer.calls == calls
