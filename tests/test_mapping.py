@@ -5,6 +5,8 @@ from decimal import Decimal
 import pytest
 
 from magsync.errors import InvalidOrder
+from magsync.mapping.customer import account_fields, contact_fields
+from magsync.mapping.lead import lead_record
 from magsync.mapping.opportunity import (
     DESCRIPTION_LIMIT,
     NAME_LIMIT,
@@ -163,3 +165,139 @@ def test_invalid_orders_name_the_field(seed_order, change, field):
 def test_unknown_fields_are_ignored(seed_order):
     seed_order["some_extension_field"] = {"x": 1}
     assert load_order(seed_order).increment_id == "000000123"
+
+
+# -- buyers, leads, edits and currencies ----------------------------------------------------------
+
+
+def test_the_buyer_becomes_an_account_and_a_contact(seed_order, make_settings):
+    order = load_order(seed_order)
+    assert account_fields(order) == {
+        "Name": "Jane Doe",
+        "BillingStreet": "123 Main St",
+        "BillingCity": "Anytown",
+        "BillingState": "State",
+        "BillingPostalCode": "12345",
+        "BillingCountry": "US",
+        "Phone": "555-1234",
+    }
+    assert contact_fields(order, make_settings()) == {
+        "FirstName": "Jane",
+        "LastName": "Doe",
+        "Email": "jane.doe@example.com",
+        "LeadSource": "Magento E-commerce",
+        "MailingStreet": "123 Main St",
+        "MailingCity": "Anytown",
+        "MailingState": "State",
+        "MailingPostalCode": "12345",
+        "MailingCountry": "US",
+        "Phone": "555-1234",
+    }
+
+
+def test_a_company_names_the_account_and_long_names_are_cut(seed_order, make_settings):
+    seed_order["billing_address"].update(company="  Acme O'Neil GmbH ", city="C" * 60)
+    seed_order.update(customer_firstname="F" * 50, customer_lastname="L" * 90)
+    order = load_order(seed_order)
+    account = account_fields(order)
+    contact = contact_fields(order, make_settings())
+    assert account["Name"] == "Acme O'Neil GmbH"
+    assert len(account["BillingCity"]) == 40
+    assert (len(contact["FirstName"]), len(contact["LastName"])) == (40, 80)
+
+
+def test_a_buyer_without_names_gets_a_last_name_from_the_email(seed_order, make_settings):
+    seed_order.update(customer_firstname=None, customer_lastname=None, billing_address=None)
+    order = load_order(seed_order)
+    contact = contact_fields(order, make_settings())
+    assert contact["LastName"] == "jane.doe"
+    assert "FirstName" not in contact
+    assert account_fields(order) == {"Name": "jane.doe@example.com"}
+
+
+def test_a_guest_order_as_a_lead(seed_order, make_settings):
+    seed_order.update(customer_firstname=None, customer_lastname=None, customer_is_guest=1)
+    seed_order["order_currency_code"] = "EUR"
+    settings = make_settings(SALESFORCE_LEAD_EXTERNAL_ID_FIELD="Order_Number__c")
+    record = lead_record(load_order(seed_order), settings)
+    assert (record.sobject, record.external_id_field, record.external_id) == (
+        "Lead",
+        "Order_Number__c",
+        "000000123",
+    )
+    assert record.fields == {
+        "FirstName": "Jane",
+        "LastName": "Doe",
+        "Company": "[not provided]",
+        "Email": "jane.doe@example.com",
+        "LeadSource": "Magento E-commerce",
+        "Description": "Order 000000123 total: 99.99 EUR\nProduct X (SKU: PROD-XYZ, Qty: 1)",
+        "Street": "123 Main St",
+        "City": "Anytown",
+        "State": "State",
+        "PostalCode": "12345",
+        "Country": "US",
+        "Phone": "555-1234",
+        "Order_Number__c": "000000123",
+    }
+
+
+def test_lead_company_and_last_name_rules(seed_order, make_settings):
+    seed_order.update(customer_firstname=None, customer_lastname=None, customer_is_guest=1)
+    seed_order["billing_address"].update(firstname="Ana", lastname=None, company="Ana's Café")
+    fields = lead_record(load_order(seed_order), make_settings()).fields
+    assert (fields["FirstName"], fields["LastName"], fields["Company"]) == (
+        None,
+        "Ana",
+        "Ana's Café",
+    )
+    seed_order["billing_address"].update(company=None)
+    settings = make_settings(SALESFORCE_LEAD_COMPANY="Web")
+    assert lead_record(load_order(seed_order), settings).fields["Company"] == "Web"
+
+
+def test_currency_is_written_only_for_multi_currency_orgs(seed_order, make_settings):
+    seed_order["order_currency_code"] = "gbp"
+    order = load_order(seed_order)
+    assert "CurrencyIsoCode" not in opportunity_record(order, make_settings()).fields
+    fields = opportunity_record(order, make_settings(SALESFORCE_MULTI_CURRENCY="true")).fields
+    assert fields["CurrencyIsoCode"] == "GBP"
+
+
+def test_an_edited_order_names_the_order_it_replaces(seed_order, make_settings):
+    seed_order.update(
+        increment_id="000000123-2",
+        relation_parent_id="215",
+        relation_parent_real_id="000000123-1",
+        original_increment_id="000000123",
+        edit_increment=2,
+    )
+    fields = opportunity_record(load_order(seed_order), make_settings()).fields
+    assert fields["Magento_Parent_Order_ID__c"] == "000000123-1"
+    assert fields["Magento_Order_ID__c"] == "000000123-2"
+    del seed_order["relation_parent_real_id"]
+    assert load_order(seed_order).parent_increment_id == "000000123-1"
+    seed_order.update(edit_increment=1, increment_id="000000123-1")
+    assert load_order(seed_order).parent_increment_id == "000000123"
+    settings = make_settings(SALESFORCE_PARENT_ORDER_FIELD="Replaces__c")
+    assert opportunity_record(load_order(seed_order), settings).fields["Replaces__c"] == (
+        "000000123"
+    )
+
+
+def test_a_replaced_order_is_lost_with_a_note(seed_order, make_settings):
+    seed_order["state"] = "processing"
+    order = load_order(seed_order)
+    fields = opportunity_record(order, make_settings(), replaced_by="000000123-1").fields
+    assert fields["StageName"] == "Closed Lost"
+    assert fields["NextStep"] == "Replaced by edited order 000000123-1"
+    settings = make_settings(
+        SALESFORCE_STAGE_MAP="new=Prospecting;canceled=Cancelled",
+        SALESFORCE_REPLACED_NOTE_FIELD="Replacement_Note__c",
+    )
+    fields = opportunity_record(order, settings, replaced_by="000000123-1").fields
+    assert (fields["StageName"], fields["Replacement_Note__c"]) == (
+        "Cancelled",
+        "Replaced by edited order 000000123-1",
+    )
+    assert "NextStep" not in opportunity_record(order, make_settings()).fields

@@ -9,12 +9,19 @@ that as a ``Record`` for the writer. For the seed's example order it yields::
     "jane.doe@example.com", Billing_Street__c "123 Main St", Billing_City__c "Anytown",
     Billing_State__c "State", Billing_PostalCode__c "12345", Billing_Country__c "US",
     Description "Product X (SKU: PROD-XYZ, Qty: 1)", LeadSource "Magento E-commerce"
+
+Where they apply, it adds ``CurrencyIsoCode`` (``SALESFORCE_MULTI_CURRENCY``), the replaced
+order's number for an edited order (``SALESFORCE_PARENT_ORDER_FIELD``) and, for an order an edit
+replaced, the canceled stage and a note naming the replacement (``SALESFORCE_REPLACED_NOTE_FIELD``).
+The pipeline adds the links (``AccountId``), which depend on Salesforce ids.
 """
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
 from marshmallow import Schema, fields, post_dump
+
+from magsync.mapping.common import order_extras, truncate
 
 NAME_LIMIT = 120  # Opportunity.Name is a Text(120)
 DESCRIPTION_LIMIT = 32000  # Opportunity.Description is a Long Text Area(32000)
@@ -33,10 +40,6 @@ class Record:
     def body(self):
         """The fields without the external-id field (an upsert URL carries that one)."""
         return {k: v for k, v in self.fields.items() if k != self.external_id_field}
-
-
-def _truncate(text, limit):
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _number(value):
@@ -81,24 +84,30 @@ class OpportunitySchema(Schema):
     Description = fields.Method("get_description")
     LeadSource = fields.Method("get_lead_source")
 
-    def __init__(self, settings, previous_stage=None, **kwargs):
+    def __init__(self, settings, previous_stage=None, replaced_by=None, **kwargs):
         super().__init__(**kwargs)
         self.settings = settings
         self.previous_stage = previous_stage
+        self.replaced_by = replaced_by
 
     def get_name(self, order):
         prefix = f"Order {order.increment_id}"
         name = order.customer_name
         if not name:
-            return _truncate(prefix, NAME_LIMIT)
-        return _truncate(f"{prefix} - {name}", NAME_LIMIT)
+            return truncate(prefix, NAME_LIMIT)
+        return truncate(f"{prefix} - {name}", NAME_LIMIT)
 
     def get_amount(self, order):
         return order.grand_total.quantize(CENTS, rounding=ROUND_HALF_UP)
 
     def get_stage(self, order):
-        """The mapped stage; states outside the map (on hold, in review) keep the current one."""
+        """The mapped stage; states outside the map (on hold, in review) keep the current one.
+
+        An order an edit replaced is lost, whatever state it is in.
+        """
         stage_map = self.settings.sf_stage_map
+        if self.replaced_by:
+            return replaced_stage(self.settings)
         if order.state in stage_map:
             return stage_map[order.state]
         return self.previous_stage or stage_map.get("new")
@@ -117,14 +126,32 @@ class OpportunitySchema(Schema):
         return self.settings.sf_lead_source
 
     @post_dump(pass_original=True)
-    def add_external_id(self, data, order, **kwargs):
+    def add_order_fields(self, data, order, **kwargs):
+        data.update(order_extras(order, self.settings))
+        if self.replaced_by:
+            data[self.settings.sf_replaced_note_field] = replaced_note(self.replaced_by)
         data[self.settings.sf_external_id_field] = order.increment_id
         return data
 
 
-def opportunity_record(order, settings, previous_stage=None):
-    """The Opportunity ``Record`` for ``order``, keyed on its increment id."""
-    fields_ = OpportunitySchema(settings, previous_stage=previous_stage).dump(order)
+def replaced_stage(settings):
+    """The stage of an order an edit replaced: the canceled one of the stage map."""
+    return settings.sf_stage_map.get("canceled", "Closed Lost")
+
+
+def replaced_note(replacement):
+    return f"Replaced by edited order {replacement}"
+
+
+def opportunity_record(order, settings, previous_stage=None, replaced_by=None):
+    """The Opportunity ``Record`` for ``order``, keyed on its increment id.
+
+    ``previous_stage`` is the stage last written (kept for states outside the map);
+    ``replaced_by`` the number of the edited order that replaced this one, if any.
+    """
+    fields_ = OpportunitySchema(
+        settings, previous_stage=previous_stage, replaced_by=replaced_by
+    ).dump(order)
     return Record(
         sobject="Opportunity",
         external_id_field=settings.sf_external_id_field,

@@ -30,6 +30,7 @@ ORDER_STATES = (
 class Address:
     firstname: str | None = None
     lastname: str | None = None
+    company: str | None = None
     street: tuple = ()
     city: str | None = None
     region: str | None = None
@@ -81,6 +82,8 @@ class Order:
     shipping_address: Address | None = None
     items: tuple = field(default_factory=tuple)
     relation_parent_id: int | None = None
+    relation_parent_real_id: str | None = None
+    relation_child_real_id: str | None = None
     original_increment_id: str | None = None
     edit_increment: int | None = None
 
@@ -91,6 +94,17 @@ class Order:
         if name:
             return name
         return self.billing_address.full_name if self.billing_address else None
+
+    @property
+    def parent_increment_id(self):
+        """The order an admin edit replaced (``<n>-1`` replaces ``<n>``), or None."""
+        if self.relation_parent_real_id:
+            return self.relation_parent_real_id
+        if self.original_increment_id and self.edit_increment:
+            if self.edit_increment == 1:
+                return self.original_increment_id
+            return f"{self.original_increment_id}-{self.edit_increment - 1}"
+        return None
 
     @property
     def sold_items(self):
@@ -140,6 +154,7 @@ class AddressSchema(Schema):
 
     firstname = _opt_str()
     lastname = _opt_str()
+    company = _opt_str()
     street = fields.Method(deserialize="load_street", load_default=())
     city = _opt_str()
     region = _opt_str()
@@ -215,6 +230,8 @@ class MagentoOrderSchema(Schema):
     created_at = MagentoDateTime(required=True)
     updated_at = MagentoDateTime(required=True)
     relation_parent_id = fields.Integer(load_default=None, allow_none=True, strict=False)
+    relation_parent_real_id = _opt_str()
+    relation_child_real_id = _opt_str()
     original_increment_id = _opt_str()
     edit_increment = fields.Integer(load_default=None, allow_none=True, strict=False)
     extension_attributes = fields.Nested(

@@ -1,0 +1,76 @@
+"""A guest's order as a Lead (``MAGSYNC_GUEST_MODE=lead``): one Lead per order, upserted by the
+order number on ``SALESFORCE_LEAD_EXTERNAL_ID_FIELD``.
+
+Salesforce requires LastName and Company: LastName is the buyer's last name (else the first
+name, else the email's local part); Company is the billing address's company, else
+``SALESFORCE_LEAD_COMPANY``. The description opens with the order's total, then the items.
+"""
+
+from marshmallow import Schema, fields, post_dump
+
+from magsync.mapping.common import (
+    address_fields,
+    first_name,
+    last_name,
+    limited,
+    order_extras,
+)
+from magsync.mapping.opportunity import CENTS, DESCRIPTION_LIMIT, Record, describe_items
+
+LEAD_ADDRESS = {
+    "street": "Street",
+    "city": "City",
+    "state": "State",
+    "postal_code": "PostalCode",
+    "country": "Country",
+    "phone": "Phone",
+}
+ADDRESS_FIELDS = ("Street", "City", "State", "PostalCode", "Country", "Phone")
+
+
+class LeadSchema(Schema):
+    """Dumps an ``Order`` as Lead fields, the external-id field included."""
+
+    FirstName = fields.Function(first_name)
+    LastName = fields.Function(last_name)
+    Company = fields.Method("get_company")
+    Email = fields.Function(lambda order: order.customer_email.strip())
+    LeadSource = fields.Method("get_lead_source")
+    Description = fields.Method("get_description")
+
+    def __init__(self, settings, **kwargs):
+        super().__init__(**kwargs)
+        self.settings = settings
+
+    def get_company(self, order):
+        address = order.billing_address
+        company = address.company.strip() if address and address.company else None
+        return limited("name", company or self.settings.sf_lead_company)
+
+    def get_lead_source(self, order):
+        return self.settings.sf_lead_source
+
+    def get_description(self, order):
+        total = order.grand_total.quantize(CENTS)
+        currency = f" {order.order_currency_code}" if order.order_currency_code else ""
+        head = f"Order {order.increment_id} total: {total}{currency}"
+        items = describe_items(order.sold_items, DESCRIPTION_LIMIT - len(head) - 1)
+        return f"{head}\n{items}" if items else head
+
+    @post_dump(pass_original=True)
+    def add_order_fields(self, data, order, **kwargs):
+        address = address_fields(order, LEAD_ADDRESS)
+        data.update({name: address.get(name) for name in ADDRESS_FIELDS})
+        data.update(order_extras(order, self.settings))
+        data[self.settings.sf_lead_external_id_field] = order.increment_id
+        return data
+
+
+def lead_record(order, settings):
+    """The Lead ``Record`` for a guest's ``order``, keyed on its increment id."""
+    return Record(
+        sobject="Lead",
+        external_id_field=settings.sf_lead_external_id_field,
+        external_id=order.increment_id,
+        fields=LeadSchema(settings).dump(order),
+    )
