@@ -82,3 +82,26 @@ def capture_dead_letter(error, order):
         sentry_sdk.capture_message(
             mask(f"order {order} dead-lettered: {error.reason}"), level="error"
         )
+
+
+def capture_auth_failure(error, grant, pid):
+    """One Sentry event for the start of a Salesforce authentication failure episode.
+
+    The caller (``TokenProvider``) reports each episode once per process, not once per order;
+    the event is grouped by reason. No-op without Sentry.
+    """
+    try:
+        import sentry_sdk
+    except ImportError:  # pragma: no cover - sentry-sdk is a dependency
+        return
+    if not sentry_sdk.get_client().is_active():
+        return
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("alert", "salesforce_auth")
+        scope.set_tag("reason", error.reason)
+        scope.set_tag("grant", grant)
+        scope.set_context("salesforce_auth", {**error.describe(), "grant": grant, "pid": pid})
+        scope.fingerprint = ["salesforce-auth", str(error.reason)]
+        sentry_sdk.capture_message(
+            mask(f"Salesforce authentication failing: {error.reason}"), level="error"
+        )

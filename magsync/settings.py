@@ -220,6 +220,12 @@ class Settings:
     sf_api_version: str = _setting("SALESFORCE_API_VERSION", _api_version, "58.0")
     sf_ca_bundle: str = _setting("SALESFORCE_CA_BUNDLE", _str)
     sf_timeout: float = _setting("SALESFORCE_TIMEOUT", _positive_float, 30.0)
+    sf_token_retry_interval: float = _setting(
+        "SALESFORCE_TOKEN_RETRY_INTERVAL",
+        _positive_float,
+        30.0,
+        doc="seconds a worker process waits after a failed token request before asking again",
+    )
     # -- mapping --------------------------------------------------------------------------------
     sf_external_id_field: str = _setting(
         "SALESFORCE_EXTERNAL_ID_FIELD", _sf_field_name, "Magento_Order_ID__c"

@@ -4,6 +4,7 @@ over real HTTPS."""
 import copy
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -101,13 +102,14 @@ def test_concurrent_callers_share_one_refresh(org, seed_record):
 
 
 def test_revoked_user_is_an_authentication_failure_to_retry(org, seed_record):
-    writer = writer_for(settings_for(org))
+    writer = writer_for(settings_for(org, SALESFORCE_TOKEN_RETRY_INTERVAL=0.2))
     org.revoke_user()
     with pytest.raises(AuthenticationFailed) as info:
         writer.upsert([seed_record])
     assert isinstance(info.value, RetryLater)
     assert info.value.reason == "invalid_grant"
     org.restore_user()
+    time.sleep(0.3)  # a failed token request is not repeated within the retry interval
     assert writer.upsert([seed_record])[0].ok
 
 

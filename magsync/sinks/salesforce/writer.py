@@ -28,7 +28,6 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
 from magsync.errors import (
-    AuthenticationFailed,
     RetryLater,
     SessionExpired,
     SyncError,
@@ -251,22 +250,25 @@ class SalesforceWriter:
         return results
 
     def _call(self, method, path, document):
-        """One REST call with the process's token; refresh and repeat once on a 401."""
+        """One REST call with the process's token; refresh and repeat once on a 401.
+
+        A second 401 is an ``AuthenticationFailed`` (reported by the token provider).
+        """
         token = self.tokens.current()
         try:
-            return self._send(token, method, path, document)
+            result = self._send(token, method, path, document)
         except SessionExpired:
             log.info("salesforce session expired, refreshing", extra={"path": path})
+        else:
+            self.tokens.accepted()
+            return result
         token = self.tokens.refresh(token)
         try:
-            return self._send(token, method, path, document)
+            result = self._send(token, method, path, document)
         except SessionExpired as exc:
-            raise AuthenticationFailed(
-                "Salesforce refused a freshly issued token",
-                reason="INVALID_SESSION_ID",
-                errors=exc.errors,
-                status=401,
-            ) from None
+            raise self.tokens.refused(token, exc.errors) from None
+        self.tokens.accepted()
+        return result
 
     def _send(self, token, method, path, document):
         client = Salesforce(
