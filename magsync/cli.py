@@ -36,16 +36,22 @@ def main():
 def worker(ctx):
     """Run the Celery worker (extra arguments go to ``celery worker``).
 
-    The Salesforce settings are checked first, so a misconfigured worker stops at once with a
-    message naming the variable instead of failing on every order.
+    A Salesforce token is obtained first: missing settings or credentials Salesforce refuses
+    stop the worker at once with the cause and the fix (orders wait in RabbitMQ); an unreachable
+    Salesforce only warns (see ``magsync.check.startup``).
     """
-    from magsync.sinks.salesforce.auth import grant_for
+    from magsync import alerts, logs
+    from magsync.check.startup import CredentialsRefused, salesforce_token
 
     settings = load_settings()
+    logs.configure(settings.log_level)
+    alerts.init(settings)
     try:
-        grant_for(settings)
-    except ConfigError as exc:
+        warning = salesforce_token(settings)
+    except (ConfigError, CredentialsRefused) as exc:
         raise click.ClickException(str(exc)) from None
+    if warning:
+        click.echo(f"magsync worker: {warning}", err=True)
     _exec(
         [
             "celery",

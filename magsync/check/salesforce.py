@@ -1,0 +1,151 @@
+"""The Salesforce checks: a token, the API version, and the fields the mapping writes.
+
+They share one ``Org`` client: the process's ``TokenProvider`` (so the check obtains a token
+exactly as a worker does) and plain authenticated GETs of ``/services/data/`` and of each
+object's describe.
+"""
+
+import requests
+
+from magsync.check import mapping
+from magsync.check.report import Finding
+from magsync.errors import AuthenticationFailed
+from magsync.settings import ConfigError
+from magsync.sinks.salesforce.auth import TokenProvider, explain, grant_for
+from magsync.sinks.salesforce.writer import build_session
+
+
+class Unanswered(Exception):
+    """Salesforce did not give a usable answer; the message says what happened, plainly."""
+
+    def __init__(self, message, status=None):
+        super().__init__(message)
+        self.status = status
+
+
+class Org:
+    """Authenticated reads from the org, for the checks (one token, refreshed on a 401)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.session = build_session(settings)
+        self.tokens = None
+        self._describes = {}
+
+    def close(self):
+        self.session.close()
+
+    def connect(self):
+        """The token, from the grant the settings configure (``AuthenticationFailed``)."""
+        self.tokens = TokenProvider(self.settings, self.session, grant_for(self.settings))
+        return self.tokens.current()
+
+    def get(self, path):
+        """JSON of ``GET <instance><path>``; ``Unanswered`` on anything but 200."""
+        token = self.tokens.current()
+        response = self._get(token, path)
+        if response.status_code == 401:
+            response = self._get(self.tokens.refresh(token), path)
+        if response.status_code != 200:
+            try:
+                first = response.json()[0]
+                said = f"{first.get('errorCode')}: {first.get('message')}"
+            except (ValueError, LookupError, TypeError, AttributeError):
+                said = response.text[:200].strip()
+            raise Unanswered(
+                f"{path} answered {response.status_code} ({said})", response.status_code
+            )
+        return response.json()
+
+    def _get(self, token, path):
+        try:
+            return self.session.get(
+                token.instance_url + path,
+                headers={
+                    "Authorization": f"Bearer {token.access_token}",
+                    "Accept": "application/json",
+                },
+                timeout=self.settings.sf_timeout,
+            )
+        except requests.RequestException as exc:
+            raise Unanswered(f"{path} did not answer ({type(exc).__name__})") from None
+
+    def describe(self, sobject):
+        if sobject not in self._describes:
+            version = self.settings.sf_api_version
+            self._describes[sobject] = self.get(
+                f"/services/data/v{version}/sobjects/{sobject}/describe"
+            )
+        return self._describes[sobject]
+
+
+def check_token(ctx):
+    settings = ctx.settings
+    try:
+        grant_for(settings)
+    except ConfigError:
+        yield Finding.skip("token", "the Salesforce credentials are incomplete (see Settings)")
+        return
+    org = ctx.resource("org", lambda: Org(settings))
+    try:
+        token = org.connect()
+    except ConfigError as exc:
+        yield Finding.skip("token", f"{exc} (see Settings)")
+        return
+    except AuthenticationFailed as exc:
+        cause, fix = explain(exc)
+        said = next(iter(exc.errors), {}).get("message") or ""
+        yield Finding.fail(
+            f"{org.tokens.grant.name} grant",
+            f"{cause} (Salesforce said: {exc.reason}{': ' + said if said else ''})",
+            fix,
+        )
+        return
+    ctx.provide("salesforce")
+    yield Finding.ok(
+        f"{org.tokens.grant.name} grant",
+        f"token obtained from {settings.sf_login_url}; instance {token.instance_url}",
+    )
+
+
+def check_api_version(ctx):
+    org, wanted = ctx.resources["org"], ctx.settings.sf_api_version
+    try:
+        offered = [entry["version"] for entry in org.get("/services/data/")]
+    except Unanswered as exc:
+        yield Finding.fail(
+            "GET /services/data/", str(exc), "check that SALESFORCE_LOGIN_URL is the org's"
+        )
+        return
+    newest = max(offered, key=lambda v: float(v)) if offered else "none"
+    if wanted in offered:
+        ctx.provide("salesforce_api")
+        yield Finding.ok(f"API version {wanted}", f"offered by the org (newest: {newest})")
+        return
+    offers = f"it offers {offered[0]} to {newest}" if offered else "it lists none"
+    yield Finding.fail(
+        f"API version {wanted}",
+        f"the org does not offer it; {offers}",
+        f"set SALESFORCE_API_VERSION to a version the org offers, such as {newest}",
+    )
+
+
+def check_fields(ctx):
+    org, settings = ctx.resources["org"], ctx.settings
+    for target in mapping.targets(settings):
+        if not target.enabled:
+            yield Finding.skip(target.label, "not written with these settings")
+            continue
+        try:
+            describe = org.describe(target.sobject)
+        except Unanswered as exc:
+            if exc.status == 404:
+                yield Finding.fail(
+                    target.label,
+                    f"the org has no {target.sobject} object the integration user can see",
+                    f"give the user's profile or permission set access to {target.sobject}",
+                )
+            else:
+                yield Finding.fail(target.label, f"describe failed: {exc}", "run the check again")
+            continue
+        yield from mapping.field_findings(target, describe)

@@ -1,0 +1,171 @@
+"""The settings check: every variable well-formed, and what each process needs is present.
+
+Findings name variables and say what is set, never a secret's value (the broker URL is shown
+with its password masked).
+"""
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+from magsync.alerts import mask
+from magsync.check.report import Finding
+from magsync.settings import ConfigError, Settings
+from magsync.sinks.salesforce.auth import JwtBearerGrant, grant_for
+
+MAGENTO_REST = (
+    "magento_base_url",
+    "magento_consumer_key",
+    "magento_consumer_secret",
+    "magento_access_token",
+    "magento_access_token_secret",
+)
+
+
+def safe_url(url):
+    """``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def parse(environ):
+    """``(settings, findings)``: settings is None when a variable is malformed."""
+    try:
+        return Settings.from_env(environ), []
+    except ConfigError as exc:
+        text = str(exc).removeprefix("invalid settings: ")
+        return None, [
+            Finding.fail(
+                problem.split(" ", 1)[0],
+                # Parsers name the problem, not the value; mask anyway, in case one ever does.
+                mask(problem.split(" ", 1)[-1]),
+                "correct the value (.env.example shows each variable's form)",
+            )
+            for problem in text.split("; ")
+        ]
+
+
+def _salesforce(settings):
+    try:
+        grant = grant_for(settings)
+        if isinstance(grant, JwtBearerGrant):
+            grant.form()  # signs an assertion: proves the key is a usable RSA key
+    except ConfigError as exc:
+        yield Finding.fail(
+            "Salesforce credentials",
+            str(exc),
+            "set the JWT bearer flow's SALESFORCE_CLIENT_ID, SALESFORCE_USERNAME and "
+            "SALESFORCE_PRIVATE_KEY_PATH (or SALESFORCE_PRIVATE_KEY), or the web-server flow's "
+            "SALESFORCE_REFRESH_TOKEN with SALESFORCE_CLIENT_ID and SALESFORCE_CLIENT_SECRET",
+        )
+        return
+    if isinstance(grant, JwtBearerGrant):
+        source = (
+            "SALESFORCE_PRIVATE_KEY"
+            if settings.sf_private_key
+            else f"SALESFORCE_PRIVATE_KEY_PATH ({settings.sf_private_key_path})"
+        )
+        detail = (
+            f"JWT bearer flow as {settings.sf_username} at {settings.sf_login_url} (audience "
+            f"{settings.sf_token_audience}), signed with the private key in {source}"
+        )
+    else:
+        detail = (
+            f"refresh-token flow at {settings.sf_login_url}; client id, client secret and "
+            "refresh token set"
+        )
+    yield Finding.ok("Salesforce credentials", detail)
+
+
+def _ca_bundle(settings):
+    if settings.sf_ca_bundle and not os.access(settings.sf_ca_bundle, os.R_OK):
+        yield Finding.fail(
+            "SALESFORCE_CA_BUNDLE",
+            f"names a file that cannot be read ({settings.sf_ca_bundle})",
+            "point it at a readable PEM bundle, or unset it to use the system's CAs",
+        )
+
+
+def _webhook_secret(settings):
+    secrets = settings.webhook_secrets or ()
+    if not secrets:
+        yield Finding.fail(
+            "MAGENTO_WEBHOOK_SECRET",
+            "is not set: the web process refuses to start without it",
+            "set it to the secret Magento signs webhooks with",
+        )
+    elif len(secrets) > 1:
+        yield Finding.ok(
+            "MAGENTO_WEBHOOK_SECRET", f"{len(secrets)} secrets set (a rotation in progress)"
+        )
+    else:
+        yield Finding.ok("MAGENTO_WEBHOOK_SECRET", "set")
+
+
+def _magento_rest(settings):
+    missing = [Settings.env_name(n) for n in MAGENTO_REST if not getattr(settings, n)]
+    if len(missing) == len(MAGENTO_REST):
+        yield Finding.warn(
+            "MAGENTO_*",
+            "the store's REST API is not configured: workers map the webhook's payload instead "
+            "of reading each order from the store",
+            "create an integration (System > Integrations, Sales > Orders) and set "
+            "MAGENTO_BASE_URL and its four OAuth values",
+        )
+    elif missing:
+        yield Finding.fail(
+            "MAGENTO_*",
+            f"only part of the store's REST API is configured: {', '.join(missing)} not set",
+            "set all five MAGENTO_ REST variables, or none",
+        )
+    else:
+        yield Finding.ok(
+            "MAGENTO_*", f"REST API at {settings.magento_base_url}, four OAuth values set"
+        )
+
+
+def _broker(settings):
+    if settings.broker_is_rabbitmq:
+        yield Finding.ok("CELERY_BROKER_URL", f"RabbitMQ at {safe_url(settings.broker_url)}")
+    else:
+        yield Finding.warn(
+            "CELERY_BROKER_URL",
+            f"{settings.broker_url.split(':', 1)[0]}:// has no publisher confirms and no dead "
+            "letters: for trying magsync only",
+            "point it at RabbitMQ",
+        )
+
+
+def _sentry(settings):
+    if not settings.sentry_dsn:
+        yield Finding.warn(
+            "SENTRY_DSN",
+            "is not set: dead letters and authentication failures reach only the logs",
+            "set it to your Sentry project's DSN",
+        )
+
+
+def _flower(settings):
+    auth = settings.flower_basic_auth
+    if not auth:
+        yield Finding.warn(
+            "FLOWER_BASIC_AUTH",
+            "is not set: magsync flower refuses to start",
+            "set it to user:password if you run Flower",
+        )
+    elif ":" not in auth:
+        yield Finding.fail(
+            "FLOWER_BASIC_AUTH", "is not in the form user:password", "set it to user:password"
+        )
+
+
+# Each rule looks at parsed settings and yields findings.
+RULES = (_salesforce, _ca_bundle, _webhook_secret, _magento_rest, _broker, _sentry, _flower)
+
+
+def findings(settings):
+    return [finding for rule in RULES for finding in rule(settings)]
