@@ -134,6 +134,16 @@ def worker_lines(worker, number, message):
     return [line for line in worker.log().splitlines() if message in line and number in line]
 
 
+def test_the_worker_declares_the_dead_letter_side_at_start_up(harness):
+    # The first test of the module: nothing was published yet, only the worker started.
+    import amqp
+
+    with amqp.Connection("127.0.0.1:5672") as conn:
+        channel = conn.channel()
+        for queue in (f"{harness.namespace}.dead", f"{harness.namespace}.orders"):
+            assert channel.queue_declare(queue, passive=True).queue == queue
+
+
 def test_transient_failures_are_retried_until_the_order_syncs(harness):
     order = harness.order()
     number = order["increment_id"]
