@@ -2,7 +2,8 @@
 
 What runs depends on what is configured (the environment, then ``.env``):
 
-- no ``SALESFORCE_CLIENT_ID``: the sandbox Salesforce org, whose settings the stack takes;
+- no ``SALESFORCE_CLIENT_ID``: the sandbox Salesforce org, whose settings the stack takes, and
+  a fresh ledger beside it (``<var>/sandbox/ledger.db``) unless ``DATABASE_URL`` is set;
 - no ``MAGENTO_BASE_URL``: the sandbox Magento store, sending signed webhooks to the web process;
 - RabbitMQ at ``CELERY_BROKER_URL`` (default local) when it answers, otherwise the embedded
   ``filesystem://`` transport, with a warning (no confirms, no dead letters: for trying only);
@@ -143,6 +144,13 @@ class Stack:
             )  # fmt: skip
             self.env.update(self.read_settings(org, _ORG_KEYS))
             self.sandbox_org = self.env["SALESFORCE_LOGIN_URL"]
+            if not self.env.get("DATABASE_URL"):
+                # The sandbox org starts empty each time, so its ledger must too: a ledger
+                # that remembered orders as synced would never send them to the new org.
+                ledger = self.var / "sandbox" / "ledger.db"
+                for leftover in ledger.parent.glob("ledger.db*"):
+                    leftover.unlink()
+                self.env["DATABASE_URL"] = f"sqlite:///{ledger}"
         if not self.env.get("MAGENTO_BASE_URL"):
             store = self.spawn(
                 "sandbox-magento",

@@ -115,7 +115,12 @@ def start_web(env, log_dir, port=None, threads=4, workers=1, app="magsync.app:cr
 
 
 def start_worker(env, log_dir, name="w1", concurrency=2, extra=()):
-    """``magsync worker`` (Celery, prefork); returns once it is ready to consume."""
+    """``magsync worker`` (Celery, prefork); returns once it is ready to consume.
+
+    Unless ``env`` names one, the worker's ledger is a SQLite file in ``log_dir``, shared by the
+    workers of that folder and by no one else (a ledger outlives the sandbox org it describes).
+    """
+    env = {"DATABASE_URL": f"sqlite:///{Path(log_dir) / 'ledger.db'}", **env}
     process = Process(
         f"worker-{name}",
         [

@@ -105,7 +105,7 @@ def stack(tmp_path_factory, request):
 SEED_OVERRIDES = load_fixture("seed_webhook.json")["order"]
 
 
-def test_seed_order_becomes_the_seed_opportunity_and_a_replay_updates_it(stack):
+def test_seed_order_becomes_the_seed_opportunity_and_a_replay_changes_nothing(stack):
     org, store = stack["org"], stack["store"]
     order = store.place_order(
         **{k: v for k, v in SEED_OVERRIDES.items() if k not in ("entity_id", "updated_at")}
@@ -114,7 +114,9 @@ def test_seed_order_becomes_the_seed_opportunity_and_a_replay_updates_it(stack):
     assert {k: record[k] for k in SEED_OPPORTUNITY} == SEED_OPPORTUNITY
     assert record["Id"].startswith("006")
 
-    # The same webhook again (a sender's retry): one record, updated in place.
+    # The same webhook again (a sender's retry): the ledger knows this version, so nothing is
+    # written and Salesforce is not called at all.
+    calls = org.stats()["api_calls"]
     body = json.dumps({"event": "sales_order_save_after", "order": order}).encode()
     response = requests.post(
         stack["web_url"] + "/magento/webhook",
@@ -125,22 +127,34 @@ def test_seed_order_becomes_the_seed_opportunity_and_a_replay_updates_it(stack):
     assert response.status_code == 202
     wait_for(
         lambda: any(
-            "opportunity upserted" in line
+            "order event skipped" in line
             and "order=000000123" in line
-            and "sf_created=False" in line
+            and "skipped=unchanged" in line
             for line in stack["worker"].log().splitlines()
         ),
-        what="the replay to be applied as an update",
+        what="the replay to be skipped as unchanged",
     )
+    assert org.stats()["api_calls"] == calls
     [again] = opportunities(org, "000000123")
     assert again["Id"] == record["Id"]
     assert {k: again[k] for k in SEED_OPPORTUNITY} == SEED_OPPORTUNITY
+    [account] = [a for a in org.records("Account") if a["Id"] == again["AccountId"]]
+    assert account["Name"] == "Jane Doe"
 
 
-def test_one_api_call_per_order(stack):
+def calls_added(org, before):
+    after = org.stats()["calls_by_kind"]
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+
+def test_api_calls_per_order_event(stack):
+    """A first order costs one Composite call (Opportunity, contact role, and the buyer's
+    Account and Contact when new), plus one SOQL lookup for a buyer the ledger does not know;
+    every later change of the order costs one upsert."""
     org, store = stack["org"], stack["store"]
     store.wait_idle(30)
     wait_for(lambda: worker_idle(stack), what="the worker to finish earlier orders")
+    known = {o["customer_email"].strip().lower() for o in store.truth()}
     before = org.stats()["calls_by_kind"]
     placed = [store.place_order() for _ in range(5)]
     wait_for(
@@ -148,9 +162,21 @@ def test_one_api_call_per_order(stack):
         what="five Opportunities",
     )
     wait_for(lambda: worker_idle(stack), what="the worker to finish")
-    after = org.stats()["calls_by_kind"]
-    added = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    assert {k: v for k, v in added.items() if v} == {"upsert": 5}
+    new_buyers = {o["customer_email"].strip().lower() for o in placed} - known
+    expected = {"composite": 5, "query": len(new_buyers)} if new_buyers else {"composite": 5}
+    assert calls_added(org, before) == expected
+
+    before = org.stats()["calls_by_kind"]
+    for order in placed:
+        store.invoice(order["entity_id"])
+    wait_for(
+        lambda: all(
+            opportunities(org, o["increment_id"])[0]["StageName"] == "Qualification" for o in placed
+        ),
+        what="five invoiced orders",
+    )
+    wait_for(lambda: worker_idle(stack), what="the worker to finish")
+    assert calls_added(org, before) == {"upsert": 5}
 
 
 def test_order_lifecycle_reaches_the_newest_state(stack):

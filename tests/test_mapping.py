@@ -301,3 +301,34 @@ def test_a_replaced_order_is_lost_with_a_note(seed_order, make_settings):
         "Replaced by edited order 000000123-1",
     )
     assert "NextStep" not in opportunity_record(order, make_settings()).fields
+
+
+@pytest.mark.parametrize(
+    ("email", "storable"),
+    [
+        ("jane.doe@example.com", True),
+        ("o'brien+shop@mail.example.co.uk", True),
+        ("{weird}|~`!#$%&*=?^@example.org", True),
+        ('"Jane Doe"@example.com', False),
+        ('"o\\\'brien"@example.com', False),
+        ("zoë@example.com", False),
+        ("jane@localhost", False),
+        (f"{'x' * 70}@example.com", False),
+    ],
+)
+def test_emails_salesforce_cannot_hold_are_kept_out_of_email_fields(
+    seed_order, make_settings, email, storable
+):
+    seed_order["customer_email"] = email
+    order = load_order(seed_order)
+    opportunity = opportunity_record(order, make_settings()).fields
+    contact = contact_fields(order, make_settings())
+    guest = lead_record(order, make_settings()).fields
+    if storable:
+        assert opportunity["Magento_Customer_Email__c"] == contact["Email"] == email
+        assert guest["Email"] == email and "Description" not in contact
+    else:
+        assert opportunity["Magento_Customer_Email__c"] is None and guest["Email"] is None
+        assert "Email" not in contact
+        assert contact["Description"] == f"Magento customer email: {email}"
+        assert guest["Description"].splitlines()[1] == f"Magento customer email: {email}"

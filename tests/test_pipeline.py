@@ -23,9 +23,24 @@ def store():
         yield store
 
 
-def services(org, store=None, **env):
-    values = {**org.settings(), **(store.settings() if store else {}), **env}
-    return Services.build(Settings.from_env(values))
+@pytest.fixture
+def services(tmp_path):
+    """Build ``Services`` for an org (and a store), each with a fresh ledger; closed after."""
+    built = []
+
+    def build(org, store=None, **env):
+        values = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / f'ledger-{len(built)}.db'}",
+            **org.settings(),
+            **(store.settings() if store else {}),
+            **env,
+        }
+        built.append(Services.build(Settings.from_env(values)))
+        return built[-1]
+
+    yield build
+    for svc in built:
+        svc.close()
 
 
 def event_for(order):
@@ -42,7 +57,7 @@ def by_number(org, number):
     return [r for r in org.records("Opportunity") if r["Magento_Order_ID__c"] == number]
 
 
-def test_without_rest_settings_the_payload_is_mapped(org):
+def test_without_rest_settings_the_payload_is_mapped(org, services):
     svc = services(org)
     assert svc.magento is None
     summary = sync_order(event_for(load_fixture("seed_webhook.json")["order"]), svc)
@@ -52,7 +67,7 @@ def test_without_rest_settings_the_payload_is_mapped(org):
     assert summary["sf_id"] == record["Id"]
 
 
-def test_with_rest_settings_the_store_is_the_truth(org, store):
+def test_with_rest_settings_the_store_is_the_truth(org, store, services):
     order = store.place_order()
     stale = event_for(order)  # the webhook of the placement: state new
     store.invoice(order["entity_id"])
@@ -63,7 +78,7 @@ def test_with_rest_settings_the_store_is_the_truth(org, store):
     assert record["StageName"] == "Qualification"
 
 
-def test_an_order_the_store_does_not_have_is_a_dead_letter(org, store):
+def test_an_order_the_store_does_not_have_is_a_dead_letter(org, store, services):
     event = event_for(load_fixture("seed_webhook.json")["order"])
     event["entity_id"] = 987654
     with pytest.raises(DeadLetter) as info:
@@ -71,7 +86,7 @@ def test_an_order_the_store_does_not_have_is_a_dead_letter(org, store):
     assert info.value.reason == "magento_order_not_found"
 
 
-def test_wrong_magento_secret_is_retried_not_dead_lettered(org, store):
+def test_wrong_magento_secret_is_retried_not_dead_lettered(org, store, services):
     order = store.place_order()
     with pytest.raises(RetryLater) as info:
         sync_order(event_for(order), services(org, store, MAGENTO_CONSUMER_SECRET="x" * 32))
@@ -79,7 +94,7 @@ def test_wrong_magento_secret_is_retried_not_dead_lettered(org, store):
     assert not by_number(org, order["increment_id"])
 
 
-def test_an_invalid_order_is_a_dead_letter_before_any_salesforce_call(org):
+def test_an_invalid_order_is_a_dead_letter_before_any_salesforce_call(org, services):
     order = dict(load_fixture("seed_webhook.json")["order"], increment_id="000000999")
     order["grand_total"] = "ninety-nine"
     calls = org.stats()["api_calls"]

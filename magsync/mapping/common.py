@@ -1,5 +1,7 @@
 """What the outbound schemas share: the buyer's names, text limits, and per-order extras."""
 
+import re
+
 TEXT_LIMITS = {
     "name": 255,
     "first_name": 40,
@@ -22,6 +24,31 @@ def truncate(text, limit):
 
 def limited(kind, text):
     return truncate(text, TEXT_LIMITS[kind])
+
+
+# What a Salesforce Email field holds: up to 80 characters, an unquoted local part of these
+# characters and a dotted domain. Mail servers also accept a quoted local part ("Jane Doe"@...),
+# which Salesforce refuses (INVALID_EMAIL_ADDRESS); such an address is left out of Email fields
+# rather than failing the whole order.
+EMAIL_LIMIT = 80
+_STORABLE_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
+)
+
+
+def storable_email(email):
+    """``email`` when a Salesforce Email field can hold it, else None."""
+    if email and len(email) <= EMAIL_LIMIT and _STORABLE_EMAIL.fullmatch(email):
+        return email
+    return None
+
+
+def unstorable_email_note(order):
+    """A line keeping an email Salesforce cannot hold in an Email field, else None."""
+    if storable_email(order.customer_email):
+        return None
+    return f"Magento customer email: {order.customer_email}"
 
 
 def customer_key(email):

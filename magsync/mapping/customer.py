@@ -3,7 +3,8 @@
 ``account_fields(order)`` and ``contact_fields(order, settings)`` give the fields of a new
 record; empty values are left out. The Account is named after the billing company, else the
 buyer; the Contact carries the names (LastName is required: the first name or the email's local
-part stand in), the email, the phone and the billing address as mailing address.
+part stand in), the email, the phone and the billing address as mailing address. An email
+Salesforce cannot hold (``storable_email``) goes to the Contact's description instead.
 """
 
 from marshmallow import Schema, fields, post_dump
@@ -13,6 +14,8 @@ from magsync.mapping.common import (
     first_name,
     last_name,
     limited,
+    storable_email,
+    unstorable_email_note,
     without_empty,
 )
 
@@ -51,7 +54,8 @@ class AccountSchema(Schema):
 class ContactSchema(Schema):
     FirstName = fields.Function(first_name)
     LastName = fields.Function(last_name)
-    Email = fields.Function(lambda order: order.customer_email.strip())
+    Email = fields.Function(lambda order: storable_email(order.customer_email))
+    Description = fields.Method("get_description")
     LeadSource = fields.Method("get_lead_source")
 
     def __init__(self, settings, **kwargs):
@@ -60,6 +64,9 @@ class ContactSchema(Schema):
 
     def get_lead_source(self, order):
         return self.settings.sf_lead_source
+
+    def get_description(self, order):
+        return unstorable_email_note(order)
 
     @post_dump(pass_original=True)
     def add_address(self, data, order, **kwargs):

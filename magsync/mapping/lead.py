@@ -4,6 +4,7 @@ order number on ``SALESFORCE_LEAD_EXTERNAL_ID_FIELD``.
 Salesforce requires LastName and Company: LastName is the buyer's last name (else the first
 name, else the email's local part); Company is the billing address's company, else
 ``SALESFORCE_LEAD_COMPANY``. The description opens with the order's total, then the items.
+An email Salesforce cannot hold (``storable_email``) is written in the description instead.
 """
 
 from marshmallow import Schema, fields, post_dump
@@ -14,6 +15,8 @@ from magsync.mapping.common import (
     last_name,
     limited,
     order_extras,
+    storable_email,
+    unstorable_email_note,
 )
 from magsync.mapping.opportunity import CENTS, DESCRIPTION_LIMIT, Record, describe_items
 
@@ -34,7 +37,7 @@ class LeadSchema(Schema):
     FirstName = fields.Function(first_name)
     LastName = fields.Function(last_name)
     Company = fields.Method("get_company")
-    Email = fields.Function(lambda order: order.customer_email.strip())
+    Email = fields.Function(lambda order: storable_email(order.customer_email))
     LeadSource = fields.Method("get_lead_source")
     Description = fields.Method("get_description")
 
@@ -54,6 +57,9 @@ class LeadSchema(Schema):
         total = order.grand_total.quantize(CENTS)
         currency = f" {order.order_currency_code}" if order.order_currency_code else ""
         head = f"Order {order.increment_id} total: {total}{currency}"
+        note = unstorable_email_note(order)
+        if note:
+            head = f"{head}\n{note}"
         items = describe_items(order.sold_items, DESCRIPTION_LIMIT - len(head) - 1)
         return f"{head}\n{items}" if items else head
 

@@ -13,7 +13,8 @@ that as a ``Record`` for the writer. For the seed's example order it yields::
 Where they apply, it adds ``CurrencyIsoCode`` (``SALESFORCE_MULTI_CURRENCY``), the replaced
 order's number for an edited order (``SALESFORCE_PARENT_ORDER_FIELD``) and, for an order an edit
 replaced, the canceled stage and a note naming the replacement (``SALESFORCE_REPLACED_NOTE_FIELD``).
-The pipeline adds the links (``AccountId``), which depend on Salesforce ids.
+An email Salesforce's Email fields refuse (a quoted local part) is left out. The pipeline adds
+the links (``AccountId``), which depend on Salesforce ids.
 """
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from marshmallow import Schema, fields, post_dump
 
-from magsync.mapping.common import order_extras, truncate
+from magsync.mapping.common import order_extras, storable_email, truncate
 
 NAME_LIMIT = 120  # Opportunity.Name is a Text(120)
 DESCRIPTION_LIMIT = 32000  # Opportunity.Description is a Long Text Area(32000)
@@ -75,7 +76,7 @@ class OpportunitySchema(Schema):
     Amount = fields.Method("get_amount")
     StageName = fields.Method("get_stage")
     CloseDate = fields.Method("get_close_date")
-    Magento_Customer_Email__c = fields.String(attribute="customer_email")
+    Magento_Customer_Email__c = fields.Function(lambda order: storable_email(order.customer_email))
     Billing_Street__c = fields.Method("get_street")
     Billing_City__c = fields.Function(lambda order: _billing(order, "city"))
     Billing_State__c = fields.Function(lambda order: _billing(order, "region"))

@@ -243,6 +243,7 @@ class MagentoOrderSchema(Schema):
         extension = data.pop("extension_attributes") or {}
         data["shipping_address"] = _shipping_address(extension.get("shipping_assignments", []))
         data["items"] = tuple(data["items"])
+        data["customer_email"] = data["customer_email"].strip()
         if "@" not in data["customer_email"]:
             raise ValidationError("Not a valid email address.", "customer_email")
         return Order(**data)
