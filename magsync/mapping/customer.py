@@ -44,6 +44,11 @@ def account_name(order):
 
 
 class AccountSchema(Schema):
+    """A new Account's fields (created once per buyer, never upserted)."""
+
+    class Meta:
+        salesforce_object = "Account"
+
     Name = fields.Function(account_name)
 
     @post_dump(pass_original=True)
@@ -52,6 +57,11 @@ class AccountSchema(Schema):
 
 
 class ContactSchema(Schema):
+    """A new Contact's fields, without ``AccountId`` (created once per buyer)."""
+
+    class Meta:
+        salesforce_object = "Contact"
+
     FirstName = fields.Function(first_name)
     LastName = fields.Function(last_name)
     Email = fields.Function(lambda order: storable_email(order.customer_email))

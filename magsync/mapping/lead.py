@@ -34,6 +34,10 @@ ADDRESS_FIELDS = ("Street", "City", "State", "PostalCode", "Country", "Phone")
 class LeadSchema(Schema):
     """Dumps an ``Order`` as Lead fields, the external-id field included."""
 
+    class Meta:
+        salesforce_object = "Lead"
+        salesforce_key = "sf_lead_external_id_field"
+
     FirstName = fields.Function(first_name)
     LastName = fields.Function(last_name)
     Company = fields.Method("get_company")
