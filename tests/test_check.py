@@ -474,7 +474,7 @@ def test_the_command_prints_the_report_and_exits_1_on_failure(env):
         argv, env={**base, **env}, capture_output=True, text=True, timeout=120, check=False
     )
     assert good.returncode == 0, good.stdout + good.stderr
-    assert good.stdout.rstrip().endswith("warnings).")
+    assert good.stdout.rstrip().endswith("nothing failed.")
     bad = subprocess.run(
         argv,
         env={**base, **env, "SALESFORCE_USERNAME": "nobody@example.com"},
@@ -488,3 +488,14 @@ def test_the_command_prints_the_report_and_exits_1_on_failure(env):
     assert bad.stderr == ""
     for secret in secrets_of(env):
         assert secret not in good.stdout + bad.stdout
+
+
+def test_the_readme_shows_the_command():
+    from click.testing import CliRunner
+
+    from magsync.cli import main
+
+    assert CliRunner().invoke(main, ["check", "--help"]).exit_code == 0
+    readme = (Path(__file__).parent.parent / "README.rst").read_text(encoding="utf-8")
+    assert "$ magsync check" in readme
+    assert "Ready: " in readme and "fix the failures above before going live." in readme

@@ -418,7 +418,7 @@ def _key(target, spec, described):
     if not described.get("externalId"):
         yield Finding.fail(
             subject,
-            "is not flagged External ID: upserts by order number cannot use it",
+            "is not flagged External ID, so upserts by order number cannot use it",
             f"edit the field, tick External ID and Unique ({_where(target.sobject, spec.name)})",
         )
     elif not described.get("unique"):
@@ -481,7 +481,7 @@ def field_findings(target, describe):
         found.extend(finding for rule in rules for finding in rule(target, spec, described))
     found.extend(_required_but_unwritten(target, describe))
     if any(f.status == "fail" for f in found):
-        return found
+        return sorted(found, key=lambda f: f.status != "fail")  # failures first, stable
     return [Finding.ok(target.label, _summary(target, by_name)), *found]
 
 

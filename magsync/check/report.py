@@ -76,16 +76,14 @@ class Report:
                     lines.extend(_wrap(f"fix: {finding.fix}", hang, hang + "     "))
             lines.append("")
         failed, warned, passed = self.count(FAIL), self.count(WARN), self.count(OK)
+        warnings = f"{warned} {'warning' if warned == 1 else 'warnings'}"
         if failed:
             lines.append(
-                f"{failed} {'check' if failed == 1 else 'checks'} failed, {warned} "
-                f"{'warning' if warned == 1 else 'warnings'}, {passed} passed: fix the "
-                "failures above before going live."
+                f"{failed} failed, {warnings}, {passed} ok: fix the failures above before going "
+                "live."
             )
         else:
-            lines.append(
-                f"All {passed} checks passed ({warned} {'warning' if warned == 1 else 'warnings'})."
-            )
+            lines.append(f"Ready: {passed} ok, {warnings}, nothing failed.")
         return "\n".join(lines) + "\n"
 
 
