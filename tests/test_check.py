@@ -333,6 +333,12 @@ def test_an_org_that_does_not_fit_the_mapping_fails(org_factory, env, change, fi
     assert report.count("fail") == 1, text
 
 
+def test_fields_of_records_only_ever_created_need_not_be_updateable(org_factory, env):
+    variant_org = org_factory(schema=variant(_set("Account", "BillingCity", updateable=False)))
+    report, text = check({**env, **variant_org.settings()})
+    assert report.exit_code == 0, text
+
+
 def test_the_stage_map_is_checked_as_configured(env):
     report, text = check({**env, "SALESFORCE_STAGE_MAP": "new=Prospecting;complete=Shipped"})
     assert report.exit_code == 1

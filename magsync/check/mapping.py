@@ -19,9 +19,10 @@ field that carries the order's number), ``salesforce_enabled`` (a ``Settings`` a
 characters it writes), which wins over what the samples show.
 
 ``field_findings(target, describe)`` compares a target with its object's describe (``GET
-/sobjects/{Type}/describe``): each field exists, is createable and updateable, has a type that
-holds what is written and room for it; the key is a unique External ID; every picklist value
-written is active; and no field the org requires on create is left out.
+/sobjects/{Type}/describe``): each field exists, is createable (and updateable, when the schema
+upserts by a key), has a type that holds what is written and room for it; the key is a unique
+External ID; every picklist value written is active; and no field the org requires on create is
+left out.
 """
 
 import datetime as dt
@@ -346,7 +347,10 @@ def _where(sobject, name):
 
 
 def _access(target, spec, described):
-    needed = ("createable",) if spec.key else ("createable", "updateable")
+    # An upsert updates the fields it does not create; a schema without an upsert key makes
+    # records that are only ever created (a buyer's Account and Contact).
+    upserted = any(s.key for s in target.fields)
+    needed = ("createable", "updateable") if upserted and not spec.key else ("createable",)
     missing = [flag for flag in needed if not described.get(flag)]
     if missing:
         yield Finding.fail(
@@ -486,9 +490,10 @@ def field_findings(target, describe):
 
 
 def _summary(target, by_name):
+    written = "created and updated" if any(s.key for s in target.fields) else "created"
     parts = [
-        f"the {len(target.fields)} fields the mapping writes exist, can be created and "
-        "updated, and hold what it writes"
+        f"the {len(target.fields)} fields the mapping writes exist, can be {written}, and hold "
+        "what it writes"
     ]
     parts.extend(f"{s.name} is a unique External ID" for s in target.fields if s.key)
     for spec in target.fields:
