@@ -393,6 +393,7 @@ def note_outcome(event, services, kind, error=None, attempt=None):
     if not number:
         return
     try:
+        services.ledger.ready()
         services.ledger.note(str(number), kind, error, attempt, entity_id=event.get("entity_id"))
     except Exception:  # recording the outcome must not change it
         log.warning("ledger did not record the outcome", exc_info=True, extra={"order": number})

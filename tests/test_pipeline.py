@@ -102,3 +102,15 @@ def test_an_invalid_order_is_a_dead_letter_before_any_salesforce_call(org, servi
         sync_order(event_for(order), services(org))
     assert "grand_total" in info.value.errors[0]
     assert org.stats()["api_calls"] == calls
+
+
+def test_a_dead_letter_before_anything_was_synced_is_in_the_ledger(org, services):
+    from magsync.pipeline import note_outcome
+
+    svc = services(org)  # a ledger that no event has created yet
+    error = InvalidOrder("Magento order failed validation", errors=[{"grand_total": ["x"]}])
+    note_outcome({"increment_id": "000000999", "entity_id": 999}, svc, "dead_lettered", error, 1)
+    state, history = svc.ledger.history("000000999")
+    assert (state.status, state.entity_id) == ("dead_lettered", 999)
+    assert state.last_error == "invalid_order: Magento order failed validation"
+    assert [(e.kind, e.detail["reason"]) for e in history] == [("dead_lettered", "invalid_order")]
