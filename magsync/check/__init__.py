@@ -7,10 +7,10 @@ reported as skipped, with the reason, otherwise. In order:
 - ``settings``: every variable well-formed; what the processes need is present (no values shown);
 - ``salesforce-token``: a token from the configured grant, as a worker obtains it;
 - ``salesforce-api``: ``SALESFORCE_API_VERSION`` is offered by the org (``GET /services/data/``);
-- ``salesforce-fields``: each field the mapping writes (read from the mapping's schemas, see
-  ``magsync.check.mapping``) exists, can be created and updated, and fits; the external-id field
-  is a unique External ID; every picklist value the mapping writes (the stage map's stages, the
-  lead source) is active;
+- ``salesforce-fields``: each field the mapping writes (learnt by dumping sample orders through
+  the mapping's schemas, see ``magsync.check.mapping``) exists, can be written, and holds what
+  is written; the external-id field is a unique External ID; every picklist value the mapping
+  writes (the stage map's stages, the lead source) is active;
 - ``magento``: the store answers a signed ``GET /rest/V1/orders?searchCriteria[pageSize]=1``;
 - ``broker``: RabbitMQ accepts a connection; its exchanges and queues are declared as expected.
 
@@ -28,8 +28,6 @@ import click
 from magsync.check import broker, magento, salesforce
 from magsync.check import settings as settings_check
 from magsync.check.report import Finding, Report
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
