@@ -45,11 +45,19 @@ def init(settings):
     import sentry_sdk
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.flask import FlaskIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration
 
     sentry_sdk.init(
         dsn=settings.sentry_dsn,
         environment=settings.sentry_environment,
-        integrations=[FlaskIntegration(), CeleryIntegration()],
+        integrations=[
+            FlaskIntegration(),
+            CeleryIntegration(),
+            # Log records become breadcrumbs, never events: magsync sends its alerts itself
+            # (one per dead letter, one per authentication failure episode), so an error logged
+            # for every order or every 503 must not page anyone again.
+            LoggingIntegration(level=logging.INFO, event_level=None),
+        ],
         data_collection={
             "user_info": False,
             "cookies": {"mode": "off"},

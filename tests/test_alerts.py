@@ -88,3 +88,17 @@ def test_frame_variables_never_reach_sentry(sentry, make_settings):
     [event] = sentry.wait_for(1)
     assert event["exception"]["values"][0]["value"] == "token endpoint refused the grant"
     assert all(form["assertion"].encode() not in raw for raw in sentry.raw())
+
+
+def test_logged_errors_are_breadcrumbs_not_events(sentry, make_settings):
+    import logging
+
+    alerts.init(make_settings(SENTRY_DSN=sentry.dsn))
+    logging.getLogger("magsync.test").error("order dead-lettered", extra={"order": "000000777"})
+    alerts.capture_dead_letter(DeadLetter("x", reason="INVALID_FIELD"), "000000777")
+    sentry_sdk.flush(timeout=5)
+    events = sentry.wait_for(2, timeout=3)
+    assert len(events) == 1
+    assert events[0]["tags"]["order"] == "000000777"
+    crumbs = events[0]["breadcrumbs"]["values"]
+    assert any(c.get("message") == "order dead-lettered" for c in crumbs)
