@@ -5,7 +5,7 @@ queue, checked while everything around magsync misbehaves.
   some refund, cancel, hold/unhold or an admin edit), with duplicated and reordered webhooks;
 - the sandbox org answers 503, 429 and REQUEST_LIMIT_EXCEEDED, hangs past the client timeout
   (and sometimes applies the write anyway), expires tokens every 20 s, and rejects a few orders
-  for good (a postcode longer than its field);
+  for good (an address Salesforce's Email type refuses);
 - worker processes are SIGKILLed mid-call every few seconds and replaced;
 - RabbitMQ is restarted once mid-run (the web process answers 503 meanwhile; the store retries).
 
