@@ -35,6 +35,15 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def _die_with_parent():
+    """In the child: receive SIGTERM when the test process (the spawning thread) goes away, so
+    an interrupted test run leaves no worker behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class Process:
     """A child process with its log file."""
 
@@ -49,6 +58,7 @@ class Process:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
 
     def log(self):
