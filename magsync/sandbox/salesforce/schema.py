@@ -22,11 +22,14 @@ the loader. ``currency``: ``own`` (createable and updateable), ``fixed`` (create
 ``derived`` (copied from the parent record, e.g. an OpportunityLineItem's opportunity).
 
 Opportunity ``stages`` carry what Salesforce keeps on OpportunityStage:
-``{"value", "probability", "forecastCategory", "closed", "won"}``.
+``{"value", "probability", "forecastCategory", "closed", "won"}``. Any object may carry
+``validationRules`` (see ``ValidationRule``): an org's custom rules, which refuse a save with
+FIELD_CUSTOM_VALIDATION_EXCEPTION.
 """
 
 import copy
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -151,6 +154,7 @@ class SObject:
     fields: dict
     currency: str | None = None
     stages: dict = field(default_factory=dict)
+    validation_rules: tuple = ()
 
     def __post_init__(self):
         self.by_lower = {name.lower(): f for name, f in self.fields.items()}
@@ -207,6 +211,52 @@ class SObject:
         out["childRelationships"] = []
         out["recordTypeInfos"] = []
         return out
+
+
+_RULE_OPERATORS = {
+    "gt": lambda value, limit: value > limit,
+    "ge": lambda value, limit: value >= limit,
+    "lt": lambda value, limit: value < limit,
+    "le": lambda value, limit: value <= limit,
+    "eq": lambda value, limit: value == limit,
+    "ne": lambda value, limit: value != limit,
+    "matches": lambda value, limit: re.search(limit, str(value)) is not None,
+}
+
+
+@dataclass(frozen=True)
+class ValidationRule:
+    """A custom validation rule: the record is refused when ``field operator value`` holds.
+
+    In the schema: ``"validationRules": [{"name": "Large_orders_need_approval", "field":
+    "Amount", "operator": "gt", "value": 250000, "message": "...", "errorDisplayField":
+    "Amount"}]`` (operators: gt, ge, lt, le, eq, ne, matches). A refused save answers 400
+    ``FIELD_CUSTOM_VALIDATION_EXCEPTION`` with the rule's message, as an org's rules do.
+    """
+
+    name: str
+    field: str
+    operator: str
+    value: object
+    message: str
+    error_field: str | None = None
+
+    @classmethod
+    def load(cls, sobject, spec, fields):
+        if spec["field"] not in fields or spec["operator"] not in _RULE_OPERATORS:
+            raise ValueError(f"{sobject}: validation rule {spec.get('name')!r} is not valid")
+        return cls(
+            name=spec["name"],
+            field=spec["field"],
+            operator=spec["operator"],
+            value=spec["value"],
+            message=spec["message"],
+            error_field=spec.get("errorDisplayField"),
+        )
+
+    def refuses(self, record):
+        value = record.get(self.field)
+        return value is not None and _RULE_OPERATORS[self.operator](value, self.value)
 
 
 class Schema:
@@ -287,6 +337,9 @@ class Schema:
             fields[field_name].createable = fields[field_name].updateable = False
             fields[field_name].system = True
         stages = {stage["value"]: stage for stage in spec.get("stages", ())}
+        rules = tuple(
+            ValidationRule.load(name, rule, fields) for rule in spec.get("validationRules", ())
+        )
         return SObject(
             name=name,
             label=spec["label"],
@@ -295,6 +348,7 @@ class Schema:
             fields=fields,
             currency=mode,
             stages=stages,
+            validation_rules=rules,
         )
 
     @staticmethod

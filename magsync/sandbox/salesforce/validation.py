@@ -7,7 +7,8 @@ deserialized (JSON_PARSER_ERROR) first, then fields that cannot be written
 (INVALID_TYPE_ON_FIELD_IN_RECORD), missing required fields (REQUIRED_FIELD_MISSING, all listed
 in one error), field values (STRING_TOO_LONG, INVALID_EMAIL_ADDRESS,
 INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST, NUMBER_OUTSIDE_VALID_RANGE, MALFORMED_ID,
-INVALID_CROSS_REFERENCE_KEY), unique values (DUPLICATE_VALUE), then the object's own rules
+INVALID_CROSS_REFERENCE_KEY), the org's custom validation rules (FIELD_CUSTOM_VALIDATION_EXCEPTION),
+unique values (DUPLICATE_VALUE), then the object's own rules
 (``RULES``, by object name), which may also derive fields (Opportunity stage values, line item
 prices).
 
@@ -302,6 +303,14 @@ def prepare(store, obj, body, *, existing=None, raw=None):
     for name, value in values.items():
         if value is not None:
             _check_value(store, obj.fields[name], value)
+    # Custom validation rules run after the system checks, before duplicate checks.
+    for rule in obj.validation_rules:
+        if rule.refuses(merged):
+            raise bad_request(
+                "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                rule.message,
+                [rule.error_field] if rule.error_field else [],
+            )
     _check_unique(store, obj, values, existing)
     _apply_rules(store, obj, "after", merged, values, existing)
     return values

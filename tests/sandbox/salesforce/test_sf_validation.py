@@ -416,3 +416,47 @@ def test_price_book_rules(org, sf, data, catalog):
         inactive.json()[0]["message"]
         == "field integrity exception: PricebookEntryId (pricebook entry is inactive)"
     )
+
+
+LARGE_ORDERS_RULE = {
+    "name": "Large_orders_need_approval",
+    "field": "Amount",
+    "operator": "gt",
+    "value": 250000,
+    "message": "Orders over 250,000 need a manual approval.",
+    "errorDisplayField": "Amount",
+}
+
+
+def test_custom_validation_rule_refuses_a_save(org_factory):
+    schema = packaged_schema()
+    schema["sobjects"]["Opportunity"]["validationRules"] = [LARGE_ORDERS_RULE]
+    org = org_factory(schema=schema)
+    headers = {"Authorization": f"Bearer {org.issue_access_token()}"}
+    base = f"{org.url}/services/data/v58.0/sobjects/Opportunity/Magento_Order_ID__c/"
+    with https_session(org) as session:
+        small = session.patch(base + "R-1", json=opportunity(Amount=250000), headers=headers)
+        assert small.status_code == 201
+        big = session.patch(base + "R-2", json=opportunity(Amount=250000.01), headers=headers)
+        assert big.status_code == 400
+        assert big.json() == [
+            {
+                "message": "Orders over 250,000 need a manual approval.",
+                "errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                "fields": ["Amount"],
+            }
+        ]
+        # An update that breaks the rule is refused too, and changes nothing.
+        raised = session.patch(base + "R-1", json={"Amount": 300000}, headers=headers)
+        assert raised.status_code == 400
+    [stored] = org.records("Opportunity")
+    assert stored["Amount"] == 250000
+
+
+def test_a_malformed_validation_rule_is_refused_at_load(org_factory):
+    schema = packaged_schema()
+    schema["sobjects"]["Opportunity"]["validationRules"] = [
+        {"name": "Bad", "field": "NoSuchField__c", "operator": "gt", "value": 1, "message": "x"}
+    ]
+    with pytest.raises(ValueError, match="validation rule 'Bad'"):
+        org_factory(schema=schema)
