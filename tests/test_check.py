@@ -315,6 +315,12 @@ FIELD_CASES = [
         id="account-field-too-short",
     ),
     pytest.param(
+        _set("Opportunity", "Billing_City__c", length=30),
+        "Opportunity.Billing_City__c: holds 30 characters; the mapping writes up to 40",
+        "make it a Text(40) field or longer",
+        id="billing-field-too-short",
+    ),
+    pytest.param(
         _set("Lead", "Magento_Order_ID__c", externalId=False, unique=False),
         "Lead.Magento_Order_ID__c: is not flagged External ID",
         "tick External ID",
@@ -347,13 +353,36 @@ def test_the_stage_map_is_checked_as_configured(env):
     )
 
 
-def test_a_store_field_passed_through_uncut_is_a_warning(env):
-    report, text = check(env)
-    label, statement, _ = entry(text, "Opportunity.Billing_City__c:")
-    assert label == "warn"
-    assert statement.startswith("Opportunity.Billing_City__c: holds 40 characters; the mapping")
-    assert "STRING_TOO_LONG" in statement
-    assert report.exit_code == 0
+def test_billing_parts_fit_the_fields_they_are_cut_for(env):
+    _report, text = check(env)
+    assert not [e for e in entries(text) if e[1].startswith("Opportunity.Billing_")], text
+
+
+class CityNoteSchema(Schema):
+    """A mapping that writes the store's text uncut into a shorter field."""
+
+    class Meta:
+        salesforce_object = "Lead"
+
+    LastName = fields.Function(lambda order: "Buyer")
+    Company = fields.Function(lambda order: "Shop")
+    Title = fields.Function(lambda order: order.billing_address.city)
+
+
+def test_a_store_field_passed_through_uncut_is_a_warning(org):
+    settings = Settings.from_env(org.settings())
+    [target] = mapping.targets(settings, schemas=[CityNoteSchema])
+    client = Org(settings)
+    try:
+        client.connect()
+        findings = mapping.field_findings(target, client.describe("Lead"))
+    finally:
+        client.close()
+    [warning] = [f for f in findings if f.status == "warn"]
+    assert warning.subject == "Lead.Title"
+    assert warning.detail.startswith("holds 128 characters; the mapping passes the store's text")
+    assert "STRING_TOO_LONG" in warning.detail
+    assert not [f for f in findings if f.status == "fail"]
 
 
 # -- the check follows the mapping -------------------------------------------------------------

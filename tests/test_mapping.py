@@ -332,3 +332,17 @@ def test_emails_salesforce_cannot_hold_are_kept_out_of_email_fields(
         assert "Email" not in contact
         assert contact["Description"] == f"Magento customer email: {email}"
         assert guest["Description"].splitlines()[1] == f"Magento customer email: {email}"
+
+
+def test_billing_address_parts_are_cut_to_salesforce_address_lengths(seed_order, make_settings):
+    seed_order["billing_address"].update(
+        city="Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch",
+        postcode="12345-6789-ABCDE-FGHIJ-KLMNO",
+        street=["Unit 1", "x" * 300],
+    )
+    fields = opportunity_record(load_order(seed_order), make_settings()).fields
+    assert fields["Billing_City__c"] == "Llanfairpwllgwyngyllgogerychwyrndrobwll…"
+    assert len(fields["Billing_City__c"]) == 40
+    assert len(fields["Billing_PostalCode__c"]) == 20
+    assert len(fields["Billing_Street__c"]) == 255
+    assert fields["Billing_Street__c"].startswith("Unit 1\nxxx")

@@ -22,7 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from marshmallow import Schema, fields, post_dump
 
-from magsync.mapping.common import order_extras, storable_email, truncate
+from magsync.mapping.common import limited, order_extras, storable_email, truncate
 
 NAME_LIMIT = 120  # Opportunity.Name is a Text(120)
 DESCRIPTION_LIMIT = 32000  # Opportunity.Description is a Long Text Area(32000)
@@ -64,9 +64,11 @@ def describe_items(items, limit=DESCRIPTION_LIMIT):
     return text  # pragma: no cover - the loop always returns when text exceeds the limit
 
 
-def _billing(order, attribute):
+def _billing(order, attribute, kind):
+    """A billing address part, cut to the length of Salesforce's address fields (a city longer
+    than 40 characters must not cost the whole order a STRING_TOO_LONG)."""
     address = order.billing_address
-    return getattr(address, attribute) if address else None
+    return limited(kind, getattr(address, attribute)) if address else None
 
 
 class OpportunitySchema(Schema):
@@ -78,10 +80,12 @@ class OpportunitySchema(Schema):
     CloseDate = fields.Method("get_close_date")
     Magento_Customer_Email__c = fields.Function(lambda order: storable_email(order.customer_email))
     Billing_Street__c = fields.Method("get_street")
-    Billing_City__c = fields.Function(lambda order: _billing(order, "city"))
-    Billing_State__c = fields.Function(lambda order: _billing(order, "region"))
-    Billing_PostalCode__c = fields.Function(lambda order: _billing(order, "postcode"))
-    Billing_Country__c = fields.Function(lambda order: _billing(order, "country_id"))
+    Billing_City__c = fields.Function(lambda order: _billing(order, "city", "city"))
+    Billing_State__c = fields.Function(lambda order: _billing(order, "region", "state"))
+    Billing_PostalCode__c = fields.Function(
+        lambda order: _billing(order, "postcode", "postal_code")
+    )
+    Billing_Country__c = fields.Function(lambda order: _billing(order, "country_id", "country"))
     Description = fields.Method("get_description")
     LeadSource = fields.Method("get_lead_source")
 
@@ -118,7 +122,9 @@ class OpportunitySchema(Schema):
 
     def get_street(self, order):
         address = order.billing_address
-        return "\n".join(address.street) if address and address.street else None
+        if not address or not address.street:
+            return None
+        return limited("street", "\n".join(address.street))
 
     def get_description(self, order):
         return describe_items(order.sold_items)
