@@ -33,10 +33,12 @@ def clean_clone(tmp_path):
 
 
 def run_env(**extra):
-    """No magsync settings at all; the already built virtualenv is reused (MAGSYNC_VENV)."""
+    """No magsync settings at all; the already built virtualenv is reused as it is (installing
+    from the copy would point the shared virtualenv's magsync at a temporary folder)."""
     return {
         **processes.BASE_ENV,
         "MAGSYNC_VENV": str(processes.BIN.parent),
+        "MAGSYNC_SKIP_INSTALL": "1",
         "PORT": str(processes.free_port()),
         "FLOWER_PORT": str(processes.free_port()),
         "SANDBOX_ORG_PORT": str(processes.free_port()),

@@ -1,5 +1,7 @@
 # Sourced by scripts/run and scripts/test: make sure .venv exists and holds the project as
-# installed from its own files (setup.cfg), re-installing only when those files changed.
+# installed from its own files (setup.cfg), re-installing only when those files or the checkout's
+# place changed. MAGSYNC_VENV names another virtualenv; MAGSYNC_SKIP_INSTALL=1 uses it as it is
+# (the tests run scripts/run from a copy of the checkout with the virtualenv already built).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${MAGSYNC_VENV:-$ROOT/.venv}"
@@ -11,8 +13,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.magsync-installed"
-want="$(cat "$ROOT/setup.cfg" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+want="$( (cat "$ROOT/setup.cfg" "$ROOT/setup.py"; echo "$ROOT") | sha256sum | cut -d' ' -f1)"
+if [ "${MAGSYNC_SKIP_INSTALL:-}" != "1" ] && { [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; }; then
     echo "magsync: installing the project with its test and development extras" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
