@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -137,7 +138,9 @@ def start_worker(env, log_dir, name="w1", concurrency=2, extra=()):
             str(BIN / "magsync"),
             "worker",
             "--hostname",
-            f"{name}@%h",
+            # Unique on the broker: a node name still held by a worker of another run would
+            # make this one fail to start (its control queue is exclusive).
+            f"{name}-{uuid.uuid4().hex[:6]}@%h",
             "--concurrency",
             str(concurrency),
             *extra,

@@ -71,7 +71,7 @@ class Fleet:
                     str(processes.BIN / "magsync"),
                     "worker",
                     "--hostname",
-                    f"auth{i}@%h",
+                    f"auth{i}-{self.prefix}@%h",
                     "--concurrency",
                     str(concurrency),
                 ],
