@@ -75,41 +75,41 @@ def init(settings):
     return True
 
 
-def capture_dead_letter(error, order):
-    """One Sentry event per dead letter, tagged with the order number (no-op without Sentry)."""
-    try:
-        import sentry_sdk
-    except ImportError:  # pragma: no cover - sentry-sdk is a dependency
-        return
+def _alert(message, tags, context_name, context, fingerprint=None):
+    """Send one event (no-op without Sentry): ``message`` masked, with tags and a context."""
+    import sentry_sdk
+
     if not sentry_sdk.get_client().is_active():
         return
     with sentry_sdk.new_scope() as scope:
-        scope.set_tag("order", order)
-        scope.set_tag("reason", error.reason)
-        scope.set_context("dead_letter", error.describe())
-        sentry_sdk.capture_message(
-            mask(f"order {order} dead-lettered: {error.reason}"), level="error"
-        )
+        for key, value in tags.items():
+            scope.set_tag(key, value)
+        scope.set_context(context_name, context)
+        if fingerprint:
+            scope.fingerprint = fingerprint
+        sentry_sdk.capture_message(mask(message), level="error")
+
+
+def capture_dead_letter(error, order):
+    """One Sentry event per dead letter, tagged with the order number."""
+    _alert(
+        f"order {order} dead-lettered: {error.reason}",
+        {"order": order, "reason": error.reason},
+        "dead_letter",
+        error.describe(),
+    )
 
 
 def capture_auth_failure(error, grant, pid):
     """One Sentry event for the start of a Salesforce authentication failure episode.
 
     The caller (``TokenProvider``) reports each episode once per process, not once per order;
-    the event is grouped by reason. No-op without Sentry.
+    the event is grouped by reason.
     """
-    try:
-        import sentry_sdk
-    except ImportError:  # pragma: no cover - sentry-sdk is a dependency
-        return
-    if not sentry_sdk.get_client().is_active():
-        return
-    with sentry_sdk.new_scope() as scope:
-        scope.set_tag("alert", "salesforce_auth")
-        scope.set_tag("reason", error.reason)
-        scope.set_tag("grant", grant)
-        scope.set_context("salesforce_auth", {**error.describe(), "grant": grant, "pid": pid})
-        scope.fingerprint = ["salesforce-auth", str(error.reason)]
-        sentry_sdk.capture_message(
-            mask(f"Salesforce authentication failing: {error.reason}"), level="error"
-        )
+    _alert(
+        f"Salesforce authentication failing: {error.reason}",
+        {"alert": "salesforce_auth", "reason": error.reason, "grant": grant},
+        "salesforce_auth",
+        {**error.describe(), "grant": grant, "pid": pid},
+        fingerprint=["salesforce-auth", str(error.reason)],
+    )

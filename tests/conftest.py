@@ -1,4 +1,5 @@
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,17 @@ SEED_OPPORTUNITY = {
     "Description": "Product X (SKU: PROD-XYZ, Qty: 1)",
     "LeadSource": "Magento E-commerce",
 }
+
+
+def wait_for(predicate, timeout=30.0, what="condition", interval=0.1):
+    """``predicate()``'s first truthy value, polled until ``timeout``; AssertionError after."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def load_fixture(name):

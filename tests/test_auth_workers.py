@@ -15,23 +15,13 @@ from magsync.broker import Publisher
 from magsync.celery_app import create_celery
 from magsync.settings import Settings
 from tests import processes
-from tests.conftest import load_fixture
+from tests.conftest import load_fixture, wait_for
 from tests.sentry_stub import SentryStub
 
 pytestmark = pytest.mark.slow
 
 SEED_ORDER = load_fixture("seed_webhook.json")["order"]
 _numbers = itertools.count(1)
-
-
-def wait_for(predicate, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture
@@ -150,7 +140,7 @@ def test_token_expiry_mid_burst_costs_one_token_request_per_process(fleet_factor
     org.reset_stats()  # the start-up checks' tokens are not the burst's
     started = time.monotonic()
     numbers = fleet.publish(200)
-    wait_for(lambda: len(fleet.synced(numbers)) >= 40, what="the burst to be under way")
+    wait_for(lambda: len(fleet.synced(numbers)) >= 40, 60, "the burst to be under way")
     before = org.stats()
     org.expire_tokens()
     synced_at_expiry = len(fleet.synced(numbers))
@@ -183,10 +173,11 @@ def test_revoked_credentials_are_retried_alerted_once_per_process_and_sync_once_
     revoked_at = time.monotonic()
     numbers = fleet.publish(40)
 
-    wait_for(lambda: len(sentry.events()) >= 4, what="an alert from each process")
+    wait_for(lambda: len(sentry.events()) >= 4, 60, "an alert from each process")
     wait_for(
         lambda: len(fleet.log_lines("order sync will be retried")) >= 40,
-        what="the orders to be retried",
+        60,
+        "the orders to be retried",
     )
     time.sleep(3)  # retries go on; no further alert may come
     events = sentry.events()
@@ -203,7 +194,7 @@ def test_revoked_credentials_are_retried_alerted_once_per_process_and_sync_once_
     assert token_errors <= 4 * (time.monotonic() - revoked_at + 1)
 
     org.restore_user()
-    wait_for(lambda: len(fleet.synced(numbers)) == 40, what="the orders once fixed")
+    wait_for(lambda: len(fleet.synced(numbers)) == 40, 60, "the orders once fixed")
     assert sorted(fleet.synced(numbers)) == sorted(numbers)
     # Each process that has synced an order since says so once (one may have had none yet).
     assert 1 <= len(fleet.log_lines("salesforce authentication recovered")) <= 4

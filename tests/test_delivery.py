@@ -19,23 +19,13 @@ from magsync.cli import main
 from magsync.deadletters import DeadLetters
 from magsync.settings import Settings
 from tests import processes, services
-from tests.conftest import delete_namespace, load_fixture
+from tests.conftest import delete_namespace, load_fixture, wait_for
 from tests.sentry_stub import SentryStub
 
 pytestmark = pytest.mark.slow
 
 SEED_ORDER = load_fixture("seed_webhook.json")["order"]
 _numbers = itertools.count(1)
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Harness:

@@ -14,22 +14,12 @@ from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
 from magsync.sources.signature import sign
 from tests import processes
-from tests.conftest import SEED_OPPORTUNITY, delete_namespace, load_fixture, queue_depth
+from tests.conftest import SEED_OPPORTUNITY, delete_namespace, load_fixture, queue_depth, wait_for
 from tests.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
 SECRET = "e2e-webhook-secret"
-
-
-def wait_for(predicate, timeout=30.0, interval=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def worker_idle(stack):
