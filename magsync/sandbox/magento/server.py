@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -66,6 +67,12 @@ class StoreServer(ThreadingHTTPServer):
         self._connections = set()
         self._connections_changed = threading.Condition()
         super().__init__(address, Handler)
+
+    def handle_error(self, request, client_address):
+        # A client that hangs up is not the store's failure: no traceback on stderr for it.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     def process_request_thread(self, request, client_address):
         with self._connections_changed:
@@ -127,6 +134,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, self._rest(store, method, path, query), php=True)
         except MagentoError as error:
             self._send(error.status, error.body(), php=not path.startswith("/_sandbox/"))
+        except ConnectionError:
+            # The client hung up mid-answer (a worker killed mid-call): nothing to answer.
+            self.close_connection = True
         except Exception:
             log.exception("sandbox magento request failed", extra={"path": path})
             error = internal_error()

@@ -189,3 +189,24 @@ def test_the_adobe_public_keys_are_served(store):
             answer = session.get(f"{store.url}/_sandbox/adobe/keys/pub-key-{number}.pem", timeout=5)
             assert answer.status_code == 200
             assert answer.content.startswith(b"-----BEGIN PUBLIC KEY-----")
+
+
+def test_a_client_that_hangs_up_mid_answer_leaves_no_traceback(capfd):
+    import socket
+    import struct
+    import time
+
+    from magsync.sandbox.magento import SandboxStore
+
+    with SandboxStore(seed=9) as store:
+        store.create_orders(150)
+        host, port = store.url.removeprefix("http://").split(":")
+        for _ in range(5):
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(f"GET /_sandbox/orders HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                # Reset at once: the store's answer (all orders) meets a closed connection.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.5)
+        assert store.order(1)["entity_id"] == 1  # still serving
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
