@@ -322,17 +322,19 @@ class ChaosRun:
         return self.report
 
     def _settle(self, deadline):
-        """Wait until the outcome stops changing: the queue is empty and the org is quiet."""
+        """Wait until nothing moves: the work queue is empty and Salesforce sees no calls.
+
+        Retries may wait in the broker's delay queues for up to the backoff cap (8 s here), so
+        quiet means 20 s without a call.
+        """
         quiet_since, last = None, None
         while time.monotonic() < deadline:
             snapshot = (
                 queue_depth(services.RABBITMQ_URL, f"{self.namespace}.orders"),
                 self.org.stats()["api_calls"],
-                len(self._outcome()[0]),
             )
             if snapshot[0] == 0 and snapshot == last:
                 quiet_since = quiet_since or time.monotonic()
-                # Retries may wait in the broker's delay queues for up to the backoff cap.
                 if time.monotonic() - quiet_since > 20:
                     return
             else:
