@@ -69,6 +69,8 @@ class ChaosConfig:
     reorder_window: float = 2.0
     extra_actions: float = 0.2  # orders (as a share) refunded, cancelled, held or edited
     salesforce_timeout: float = 3.0
+    # Per worker; Celery counts every task, skipped ones too, and the run has many duplicates.
+    rate_limit: str = "200/s"
     settle_timeout: float = 600.0
     seed: int = 5
 
@@ -183,6 +185,7 @@ class ChaosRun:
             "MAGSYNC_RETRY_BACKOFF": "1",
             "MAGSYNC_RETRY_BACKOFF_MAX": "8",
             "MAGSYNC_CIRCUIT_COOLDOWN": "3",
+            "SALESFORCE_RATE_LIMIT": self.config.rate_limit,
             "LOG_LEVEL": "INFO",
         }
 
