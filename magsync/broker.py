@@ -28,6 +28,11 @@ SYNC_ORDER_TASK = "magsync.sync_order"
 DEFAULT_DELIVERY_LIMIT = 20
 
 
+def task_argsrepr(event):
+    """What Flower and the worker's log show of a task: short, and none of the buyer's details."""
+    return f"order {event.get('increment_id')} (entity {event.get('entity_id')})"
+
+
 class BrokerUnavailable(Exception):
     """The broker did not accept and confirm the message in time."""
 
@@ -169,8 +174,7 @@ class Publisher:
                 SYNC_ORDER_TASK,
                 args=[event],
                 task_id=task_id,
-                # What Flower shows instead of the whole order: short, and no buyer's details.
-                argsrepr=f"order {event['increment_id']} (entity {event['entity_id']})",
+                argsrepr=task_argsrepr(event),
                 kwargsrepr="{}",
                 producer=self._producer(),
                 queue=self.topology.work_queue,

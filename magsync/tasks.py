@@ -23,7 +23,7 @@ import time
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 
 from magsync import alerts, pipeline
-from magsync.broker import SYNC_ORDER_TASK, BrokerUnavailable
+from magsync.broker import SYNC_ORDER_TASK, BrokerUnavailable, task_argsrepr
 from magsync.circuit import CircuitBreaker
 from magsync.deadletters import DeadLetters
 from magsync.errors import DeadLetter, RetryLater, SyncError
@@ -89,7 +89,12 @@ def register(celery, settings):
 
     def retry(task, countdown, **kwargs):
         try:
-            return task.retry(countdown=countdown, kwargs=kwargs, max_retries=None)
+            return task.retry(
+                countdown=countdown,
+                kwargs=kwargs,
+                max_retries=None,
+                argsrepr=task_argsrepr(task.request.args[0]),
+            )
         except Reject as exc:
             # Celery rejects without requeue when the retry cannot be published; the order must
             # wait for another delivery instead of being dead-lettered by a broker hiccup.

@@ -145,6 +145,9 @@ def test_transient_failures_are_retried_until_the_order_syncs(harness):
     retried = worker_lines(main, number, "order sync will be retried")
     assert len(retried) == 2
     assert all("reason=http_503" in line for line in retried)
+    # Retries are new messages: they too show as "order N (entity M)", not the buyer's details.
+    assert f"order {number} (entity {order['entity_id']})" in main.log()
+    assert SEED_ORDER["customer_email"] not in main.log()
     assert not harness.dead_letter(number)
     assert not [e for e in harness.sentry.events() if number in json.dumps(e)]
 
