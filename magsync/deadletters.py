@@ -74,8 +74,11 @@ class Letter:
         }
 
     def describe(self):
+        """Everything kept with the dead letter: the reason and the original task."""
         return {
-            **self.summary(),
+            "id": self.id,
+            "order": self.order,
+            "source": self.source,
             "reason": self.reason,
             "task": self.task,
             "args": self.args,

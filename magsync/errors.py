@@ -13,6 +13,7 @@ and ``errorCode`` values; ``classify_magento`` does the same for the Magento RES
 """
 
 import json
+import re
 
 
 class SyncError(Exception):
@@ -91,6 +92,9 @@ _SF_TRANSIENT_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNN
 _SF_TRANSIENT_STATUS = {500, 502, 503, 504}
 
 
+_TAGS = re.compile(r"<[^>]*>")
+
+
 def salesforce_errors(body):
     """Salesforce's error list from a response body (list, dict or text), normalised.
 
@@ -103,7 +107,9 @@ def salesforce_errors(body):
             body = json.loads(body)
         except ValueError:
             text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-            return [{"errorCode": None, "message": text.strip()[:200]}]
+            # An outage page is HTML: keep its words, not its markup.
+            text = " ".join(_TAGS.sub(" ", text).split())
+            return [{"errorCode": None, "message": text[:200]}]
     items = body if isinstance(body, list) else [body] if isinstance(body, dict) else []
     errors = []
     for item in items:
@@ -133,8 +139,8 @@ def classify_salesforce(status, body, headers=None):
     errors = salesforce_errors(body)
     codes = {e["errorCode"] for e in errors}
     first = next(iter(errors), {})
-    summary = f"Salesforce {status}: {first.get('errorCode') or ''} {first.get('message') or ''}"
-    summary = summary.strip()
+    detail = " ".join(str(part) for part in (first.get("errorCode"), first.get("message")) if part)
+    summary = f"Salesforce {status}: {detail}" if detail else f"Salesforce {status}"
     kwargs = {"errors": errors, "status": status}
     if status == 401:
         # Only INVALID_SESSION_ID is documented; any 401 means the session is not usable.

@@ -95,3 +95,21 @@ def test_magento_outcomes(status, outcome, reason):
     error = classify_magento(status, {"message": "x"})
     assert type(error) is outcome
     assert error.reason == reason
+
+
+def test_an_html_outage_page_is_summarised_as_words():
+    page = (
+        "<!DOCTYPE html>\n<html><head><title>Service Unavailable</title></head><body>"
+        "<h1>Service Unavailable</h1><p>Down for maintenance.</p></body></html>"
+    )
+    error = classify_salesforce(503, page)
+    assert str(error) == (
+        "Salesforce 503: Service Unavailable Service Unavailable Down for maintenance."
+    )
+    assert error.errors == [
+        {
+            "errorCode": None,
+            "message": "Service Unavailable Service Unavailable Down for maintenance.",
+        }
+    ]
+    assert str(classify_salesforce(504, "")) == "Salesforce 504"
