@@ -377,3 +377,17 @@ def test_retry_delays_wait_in_the_broker_not_in_the_worker(harness):
             worker.stop()
         harness.workers.clear()
         harness.worker("main")
+
+
+def test_purge_asks_first_then_empties_the_dead_letter_queue(harness):
+    order = harness.order(grand_total="not a number")
+    harness.publish(order)
+    wait_for(lambda: harness.dead_letter(order["increment_id"]), what="the dead letter")
+    count = len(harness.dead.browse())
+    refused = harness.cli("dead", "purge", input="n\n")
+    assert refused.exit_code != 0 and "Aborted" in refused.output
+    assert len(harness.dead.browse()) == count
+    purged = harness.cli("dead", "purge", "--yes")
+    assert purged.exit_code == 0, purged.output
+    assert f"{count} dead letter(s) deleted" in purged.output
+    assert harness.dead.browse() == []
