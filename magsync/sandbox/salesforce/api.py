@@ -510,6 +510,16 @@ def _run_records(call, records, all_or_none, operation):
     return Answer(200, results)
 
 
+def _record_object(call, record):
+    """The object a Collections record names in ``attributes.type``; INVALID_TYPE if unknown."""
+    obj = call.schema.get(record["attributes"]["type"])
+    if obj is None:
+        raise bad_request(
+            "INVALID_TYPE", f"sObject type '{record['attributes']['type']}' is not supported."
+        )
+    return obj
+
+
 def _record_body(record):
     return {key: value for key, value in record.items() if key != "attributes"}
 
@@ -518,11 +528,7 @@ def collections_create(call):
     records, all_or_none = _collection(call)
 
     def operation(record):
-        obj = call.schema.get(record["attributes"]["type"])
-        if obj is None:
-            raise bad_request(
-                "INVALID_TYPE", f"sObject type '{record['attributes']['type']}' is not supported."
-            )
+        obj = _record_object(call, record)
         body = _record_body(record)
         if any(key.lower() == "id" for key in body):
             raise bad_request(
@@ -537,11 +543,7 @@ def collections_update(call):
     records, all_or_none = _collection(call)
 
     def operation(record):
-        obj = call.schema.get(record["attributes"]["type"])
-        if obj is None:
-            raise bad_request(
-                "INVALID_TYPE", f"sObject type '{record['attributes']['type']}' is not supported."
-            )
+        obj = _record_object(call, record)
         body = _record_body(record)
         id_keys = [key for key in body if key.lower() == "id"]
         if not id_keys or not body[id_keys[0]]:

@@ -137,11 +137,9 @@ def _name(common_name):
     )
 
 
-def _write_ca(cert_path, key_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = _name("magsync sandbox Salesforce CA")
-    now = _now()
-    cert = (
+def _self_signed(name, key, now):
+    """A builder for a certificate ``key`` signs for itself, valid for ten years."""
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -149,6 +147,15 @@ def _write_ca(cert_path, key_path):
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=3650))
+    )
+
+
+def _write_ca(cert_path, key_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name("magsync sandbox Salesforce CA")
+    now = _now()
+    cert = (
+        _self_signed(name, key, now)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -231,16 +238,7 @@ def _write_client_pair(key_path, cert_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = _name("magsync sandbox connected app")
     now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .sign(key, hashes.SHA256())
-    )
+    cert = _self_signed(name, key, now).sign(key, hashes.SHA256())
     _write_private(key_path, key)
     _write_cert(cert_path, cert)
 
