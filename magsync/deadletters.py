@@ -19,8 +19,6 @@ import json
 import logging
 from dataclasses import dataclass
 
-from kombu import Connection
-
 from magsync.broker import SYNC_ORDER_TASK, BrokerUnavailable, Publisher
 
 log = logging.getLogger(__name__)
@@ -260,8 +258,3 @@ class DeadLetters:
         """Delete every dead letter; returns how many there were."""
         with self._connection() as conn:
             return self.topology.dead_queue(conn.default_channel).purge() or 0
-
-    def count(self):
-        with Connection(self.celery.conf.broker_url) as conn:
-            _, count, _ = self.topology.dead_queue(conn.default_channel).queue_declare(passive=True)
-            return count

@@ -324,28 +324,32 @@ def _several(call, obj, matches):
     return Answer(300, [_record_url(call.version, obj.name, rid) for rid in matches])
 
 
-def read_by_external_id(call, name, field_name, value):
+def _by_external_id(call, name, field_name, value):
+    """``(obj, record, None)`` for the one record with that external id, or
+    ``(obj, None, answer)`` with the 300 listing several; NOT_FOUND when there is none."""
     obj = _object(call, name)
     f = _external_field(obj, field_name)
     matches = call.store.find(obj.name, f.name, value)
     if not matches:
         raise not_found()
     if len(matches) > 1:
-        return _several(call, obj, matches)
-    record = call.store.get(obj.name, matches[0])
+        return obj, None, _several(call, obj, matches)
+    return obj, call.store.get(obj.name, matches[0]), None
+
+
+def read_by_external_id(call, name, field_name, value):
+    obj, record, several = _by_external_id(call, name, field_name, value)
+    if several:
+        return several
     return Answer(200, _full_record(call, obj, record, _fields_param(call, obj)))
 
 
 def delete_by_external_id(call, name, field_name, value):
-    obj = _object(call, name)
-    f = _external_field(obj, field_name)
-    matches = call.store.find(obj.name, f.name, value)
-    if not matches:
-        raise not_found()
-    if len(matches) > 1:
-        return _several(call, obj, matches)
+    obj, record, several = _by_external_id(call, name, field_name, value)
+    if several:
+        return several
     with call.store.transaction():
-        validation.delete(call.store, obj, call.store.get(obj.name, matches[0]))
+        validation.delete(call.store, obj, record)
     return Answer(204)
 
 
