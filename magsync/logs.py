@@ -1,7 +1,8 @@
 """Logging: constant messages with structured context, one line per record.
 
 ``log.info("opportunity upserted", extra={"order": ..., "sf_id": ...})`` prints
-``2026-01-01T10:00:00Z INFO magsync.pipeline opportunity upserted order=000000123 sf_id=006...``.
+``2026-01-01T10:00:00Z INFO magsync.sync.pipeline opportunity upserted order=000000123``
+``sf_id=006...``.
 Only what callers put in ``extra`` is printed: never tokens, keys or secrets.
 """
 

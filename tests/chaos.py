@@ -22,10 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from magsync.celery_app import create_celery
-from magsync.deadletters import DeadLetters
 from magsync.mapping.opportunity import opportunity_record
 from magsync.mapping.order import load_order
+from magsync.messaging.app import create_celery
+from magsync.messaging.dead_letters import DeadLetters
 from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
 from magsync.sandbox.salesforce.schema import packaged_schema

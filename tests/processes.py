@@ -96,7 +96,7 @@ class Process:
         self._log.close()
 
 
-def start_web(env, log_dir, port=None, threads=4, workers=1, app="magsync.app:create_app()"):
+def start_web(env, log_dir, port=None, threads=4, workers=1, app="magsync.web:create_app()"):
     """gunicorn with the project's config; returns ``(process, base_url)`` once it answers."""
     port = port or free_port()
     process = Process(

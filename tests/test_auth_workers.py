@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from magsync.broker import Publisher
-from magsync.celery_app import create_celery
+from magsync.messaging.app import create_celery
+from magsync.messaging.broker import Publisher
 from magsync.settings import Settings
 from tests import processes
 from tests.conftest import load_fixture, wait_for

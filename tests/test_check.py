@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kombu import Connection
 from marshmallow import Schema, fields
 
-from magsync.broker import Topology
 from magsync.check import mapping, run
 from magsync.check.salesforce import Org
+from magsync.messaging.broker import Topology
 from magsync.sandbox.magento import SandboxStore
 from magsync.settings import Settings
 from tests import processes

@@ -2,7 +2,7 @@ import logging
 
 import pytest
 
-from magsync.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from magsync.worker.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 
 class Clock:
@@ -34,7 +34,7 @@ def test_opens_after_threshold_failures_in_a_row(clock):
 
 
 def test_one_probe_after_the_cooldown_then_close_on_success(clock, caplog):
-    caplog.set_level(logging.INFO, logger="magsync.circuit")
+    caplog.set_level(logging.INFO, logger="magsync.worker.circuit")
     breaker = CircuitBreaker(threshold=1, cooldown=30, clock=clock)
     breaker.failure()
     clock.now += 30

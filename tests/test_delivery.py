@@ -13,10 +13,10 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from magsync.broker import Publisher
-from magsync.celery_app import create_celery
 from magsync.cli import main
-from magsync.deadletters import DeadLetters
+from magsync.messaging.app import create_celery
+from magsync.messaging.broker import Publisher
+from magsync.messaging.dead_letters import DeadLetters
 from magsync.settings import Settings
 from tests import processes, services
 from tests.conftest import delete_namespace, load_fixture, wait_for

@@ -14,12 +14,12 @@ import uuid
 
 import pytest
 
-from magsync.broker import Publisher
-from magsync.celery_app import create_celery
 from magsync.ledger import Ledger, schema
 from magsync.mapping.common import storable_email
 from magsync.mapping.opportunity import opportunity_record
 from magsync.mapping.order import load_order
+from magsync.messaging.app import create_celery
+from magsync.messaging.broker import Publisher
 from magsync.sandbox.magento import SandboxStore
 from magsync.settings import Settings
 from tests import processes

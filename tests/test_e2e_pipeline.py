@@ -10,9 +10,9 @@ import time
 import pytest
 import requests
 
+from magsync.magento.signature import sign
 from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
-from magsync.sources.signature import sign
 from tests import processes
 from tests.conftest import SEED_OPPORTUNITY, delete_namespace, load_fixture, queue_depth, wait_for
 from tests.tcpproxy import TcpProxy

@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from magsync import pipeline
 from magsync.errors import DeadLetter, InvalidOrder, RetryLater
 from magsync.ledger import Ledger, schema
-from magsync.pipeline import Services, sync_order
 from magsync.settings import Settings
+from magsync.sync import pipeline
+from magsync.sync.pipeline import Services, sync_order
 from tests.conftest import load_fixture
 
 SEED = load_fixture("seed_webhook.json")["order"]

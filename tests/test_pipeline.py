@@ -4,10 +4,10 @@ and upserted into the sandbox org."""
 import pytest
 
 from magsync.errors import DeadLetter, InvalidOrder, RetryLater
-from magsync.pipeline import Services, sync_order
 from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
 from magsync.settings import Settings
+from magsync.sync.pipeline import Services, sync_order
 from tests.conftest import SEED_OPPORTUNITY, load_fixture
 
 
@@ -105,7 +105,7 @@ def test_an_invalid_order_is_a_dead_letter_before_any_salesforce_call(org, servi
 
 
 def test_a_dead_letter_before_anything_was_synced_is_in_the_ledger(org, services):
-    from magsync.pipeline import note_outcome
+    from magsync.sync.pipeline import note_outcome
 
     svc = services(org)  # a ledger that no event has created yet
     error = InvalidOrder("Magento order failed validation", errors=[{"grand_total": ["x"]}])

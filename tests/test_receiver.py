@@ -5,9 +5,9 @@ import json
 import pytest
 from kombu import Connection
 
-from magsync.app import create_app
+from magsync.magento.signature import sign
 from magsync.settings import ConfigError
-from magsync.sources.signature import sign
+from magsync.web.app import create_app
 from tests.conftest import load_fixture, queue_depth
 
 SECRET = "whsec-test"

@@ -14,9 +14,9 @@ from magsync import alerts
 from magsync.errors import AuthenticationFailed, RetryLater
 from magsync.mapping.opportunity import opportunity_record
 from magsync.mapping.order import load_order
+from magsync.salesforce.auth import TokenProvider, explain, refused_credentials
+from magsync.salesforce.writer import SalesforceWriter, build_session
 from magsync.settings import Settings
-from magsync.sinks.salesforce.auth import TokenProvider, explain, refused_credentials
-from magsync.sinks.salesforce.writer import SalesforceWriter, build_session
 from tests.conftest import load_fixture
 from tests.sentry_stub import SentryStub
 

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from magsync.errors import DeadLetter
 from magsync.mapping.opportunity import Record
+from magsync.salesforce.auth import TokenProvider
+from magsync.salesforce.lookups import find_contact, find_contact_role
+from magsync.salesforce.soql import literal
+from magsync.salesforce.writer import SalesforceWriter, Subrequest, build_session, reference
 from magsync.settings import Settings
-from magsync.sinks.salesforce.auth import TokenProvider
-from magsync.sinks.salesforce.lookups import find_contact, find_contact_role
-from magsync.sinks.salesforce.soql import literal
-from magsync.sinks.salesforce.writer import SalesforceWriter, Subrequest, build_session, reference
 
 FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

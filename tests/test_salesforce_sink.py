@@ -12,9 +12,9 @@ import pytest
 from magsync.errors import AuthenticationFailed, DeadLetter, RetryLater, Throttled
 from magsync.mapping.opportunity import Record, opportunity_record
 from magsync.mapping.order import load_order
+from magsync.salesforce.auth import TokenProvider, grant_for
+from magsync.salesforce.writer import SalesforceWriter, build_session
 from magsync.settings import ConfigError, Settings
-from magsync.sinks.salesforce.auth import TokenProvider, grant_for
-from magsync.sinks.salesforce.writer import SalesforceWriter, build_session
 from tests.conftest import load_fixture
 
 PACKAGED_SCHEMA = Path(__file__).parent.parent / "magsync/sandbox/salesforce/schema.json"

@@ -14,9 +14,9 @@ from amqp.exceptions import NotFound, PreconditionFailed
 from kombu import Connection, Queue
 from kombu.exceptions import KombuError
 
-from magsync.broker import Topology, broker_transport_options
 from magsync.check.report import Finding
 from magsync.check.settings import safe_url
+from magsync.messaging.broker import Topology, broker_transport_options
 
 
 def _kind(entity):

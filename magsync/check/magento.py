@@ -9,7 +9,7 @@ import re
 import requests
 
 from magsync.check.report import Finding
-from magsync.sources.magento_rest import MagentoClient
+from magsync.magento.client import MagentoClient
 
 PROBE = "/orders"
 PROBE_PARAMS = {"searchCriteria[pageSize]": 1}

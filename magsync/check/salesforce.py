@@ -10,9 +10,9 @@ import requests
 from magsync.check import mapping
 from magsync.check.report import Finding
 from magsync.errors import AuthenticationFailed
+from magsync.salesforce.auth import TokenProvider, explain, grant_for
+from magsync.salesforce.writer import build_session
 from magsync.settings import ConfigError
-from magsync.sinks.salesforce.auth import TokenProvider, explain, grant_for
-from magsync.sinks.salesforce.writer import build_session
 
 
 class Unanswered(Exception):

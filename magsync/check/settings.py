@@ -9,8 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from magsync.alerts import mask
 from magsync.check.report import Finding
+from magsync.salesforce.auth import JwtBearerGrant, grant_for
 from magsync.settings import ConfigError, Settings
-from magsync.sinks.salesforce.auth import JwtBearerGrant, grant_for
 
 MAGENTO_REST = (
     "magento_base_url",

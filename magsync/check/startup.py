@@ -12,13 +12,13 @@ retried with backoff until Salesforce answers (a stopped worker would fix nothin
 import sentry_sdk
 
 from magsync.errors import AuthenticationFailed
-from magsync.sinks.salesforce.auth import (
+from magsync.salesforce.auth import (
     TokenProvider,
     explain,
     grant_for,
     refused_credentials,
 )
-from magsync.sinks.salesforce.writer import build_session
+from magsync.salesforce.writer import build_session
 
 
 class CredentialsRefused(Exception):

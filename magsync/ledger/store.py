@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from magsync.errors import RetryLater
-from magsync.ledger import schema
+from magsync.ledger import migrate as schema
 from magsync.ledger.locks import AdvisoryLocks, FileLocks
 from magsync.ledger.models import CustomerRow, EventRow, OrderRow, utcnow
 

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from magsync.sources.signature import sign  # noqa: E402
+from magsync.magento.signature import sign  # noqa: E402
 from tests import processes  # noqa: E402
 from tests.conftest import delete_namespace, queue_depth  # noqa: E402
 
@@ -69,7 +69,7 @@ def main():
         }
         for name, app, extra in (
             ("bare Flask", "bare_app:create_app()", {"PYTHONPATH": str(ROOT / "scripts/bench")}),
-            ("magsync", "magsync.app:create_app()", {}),
+            ("magsync", "magsync.web:create_app()", {}),
         ):
             proc, base = processes.start_web(
                 {**env, **extra},

@@ -1,6 +1,6 @@
 """alembic's environment for the ledger: migrations run on the connection magsync hands over.
 
-``magsync db upgrade`` (``magsync.ledger.schema.upgrade``) opens the connection and the
+``magsync db upgrade`` (``magsync.ledger.migrate.upgrade``) opens the connection and the
 transaction; run without one (the ``alembic`` command), the environment connects to
 ``DATABASE_URL`` itself.
 """

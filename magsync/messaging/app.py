@@ -1,39 +1,19 @@
-"""The Celery application: RabbitMQ, JSON only, late acks, one task at a time per process."""
+"""The Celery app both processes share: RabbitMQ, JSON only, late acks, one task at a time.
 
-import logging
+``create_celery(settings)`` configures the broker, serialisation and delivery and registers no
+task: the web process publishes ``magsync.sync_order`` by name and never imports the worker;
+``magsync.worker.app`` adds the task and the worker's boot steps to the same configuration.
+"""
 
-from celery import Celery, Task, bootsteps
+from celery import Celery
 
-from magsync import tasks
-from magsync.broker import SYNC_ORDER_TASK, Topology, broker_transport_options
-
-log = logging.getLogger(__name__)
-
-
-class DeclareTopology(bootsteps.StartStopStep):
-    """Declare the dead-letter side and the work queue each time the consumer (re)connects."""
-
-    requires = ("celery.worker.consumer.connection:Connection",)
-
-    def start(self, c):
-        topology = c.app.magsync_topology
-        if c.app.conf.broker_url.startswith(("amqp", "pyamqp")):
-            topology.declare(c.connection)
-            log.info("broker topology declared", extra={"namespace": topology.namespace})
+from magsync.messaging.broker import SYNC_ORDER_TASK, Topology, broker_transport_options
 
 
-def create_celery(settings, flask_app=None):
-    """A Celery app configured from ``settings``, its tasks run inside ``flask_app``'s context."""
-
-    class FlaskTask(Task):
-        def __call__(self, *args, **kwargs):
-            if flask_app is None:
-                return self.run(*args, **kwargs)
-            with flask_app.app_context():
-                return self.run(*args, **kwargs)
-
+def create_celery(settings):
+    """A Celery app configured from ``settings``, without tasks (``celery.magsync_topology``)."""
     topology = Topology(settings.broker_namespace, settings.delivery_limit)
-    celery = Celery("magsync", task_cls=FlaskTask)
+    celery = Celery("magsync")
     celery.magsync_topology = topology
     celery.conf.update(
         broker_url=settings.broker_url,
@@ -68,6 +48,4 @@ def create_celery(settings, flask_app=None):
         task_annotations={SYNC_ORDER_TASK: {"rate_limit": settings.salesforce_rate_limit}},
         broker_native_delayed_delivery_queue_type="quorum",
     )
-    celery.steps["consumer"].add(DeclareTopology)
-    tasks.register(celery, settings)
     return celery

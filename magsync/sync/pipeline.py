@@ -34,20 +34,20 @@ from dataclasses import dataclass
 
 from magsync.errors import DeadLetter
 from magsync.ledger import Applied, Customer, Ledger, Version
+from magsync.magento.client import MagentoClient
 from magsync.mapping.common import customer_key, storable_email
 from magsync.mapping.customer import account_fields, contact_fields
 from magsync.mapping.lead import lead_record
 from magsync.mapping.opportunity import opportunity_record, replaced_note, replaced_stage
 from magsync.mapping.order import load_order
-from magsync.sinks.salesforce.auth import TokenProvider
-from magsync.sinks.salesforce.lookups import find_contact, find_contact_role
-from magsync.sinks.salesforce.writer import (
+from magsync.salesforce.auth import TokenProvider
+from magsync.salesforce.lookups import find_contact, find_contact_role
+from magsync.salesforce.writer import (
     SalesforceWriter,
     Subrequest,
     build_session,
     reference,
 )
-from magsync.sources.magento_rest import MagentoClient
 
 log = logging.getLogger(__name__)
 

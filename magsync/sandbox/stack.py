@@ -28,7 +28,7 @@ from pathlib import Path
 
 import requests
 
-from magsync.broker import broker_reachable
+from magsync.messaging.broker import broker_reachable
 from magsync.settings import Settings
 
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
@@ -172,7 +172,7 @@ class Stack:
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         self.spawn(
             "web",
-            [gunicorn, "-c", "config/gunicorn.py", "magsync.app:create_app()"],
+            [gunicorn, "-c", "config/gunicorn.py", "magsync.web:create_app()"],
             {"PORT": str(self.ports["web"]), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1"},
         )
         # A node name of its own: two stacks on one broker must not share a worker name.

@@ -1,4 +1,4 @@
-"""Celery tasks: thin shells around ``magsync.pipeline``.
+"""Celery tasks: thin shells around ``magsync.sync.pipeline``.
 
 ``magsync.sync_order(event)`` ends in one of three ways:
 
@@ -22,11 +22,12 @@ import time
 
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 
-from magsync import alerts, pipeline
-from magsync.broker import SYNC_ORDER_TASK, BrokerUnavailable, task_argsrepr
-from magsync.circuit import CircuitBreaker
-from magsync.deadletters import DeadLetters
+from magsync import alerts
 from magsync.errors import DeadLetter, RetryLater, SyncError
+from magsync.messaging.broker import SYNC_ORDER_TASK, BrokerUnavailable, task_argsrepr
+from magsync.messaging.dead_letters import DeadLetters
+from magsync.sync import pipeline
+from magsync.worker.circuit import CircuitBreaker
 
 log = logging.getLogger(__name__)
 

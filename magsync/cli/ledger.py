@@ -6,14 +6,14 @@ from pathlib import Path
 import click
 from sqlalchemy.engine import make_url
 
-from magsync.ledger import schema
+from magsync.ledger import migrate as schema
 from magsync.ledger.store import Ledger, LedgerUnavailable, sqlite_path
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def _settings():
-    from magsync.cli import load_settings
+    from magsync.cli.base import load_settings
 
     return load_settings()
 

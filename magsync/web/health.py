@@ -2,7 +2,7 @@
 
 from flask import Blueprint, current_app, jsonify
 
-from magsync.broker import broker_reachable
+from magsync.messaging.broker import broker_reachable
 
 bp = Blueprint("ops", __name__)
 

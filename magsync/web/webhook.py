@@ -14,8 +14,8 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
-from magsync.broker import BrokerUnavailable
-from magsync.sources import envelopes, signature
+from magsync.magento import envelopes, signature
+from magsync.messaging.broker import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Field names come from validated settings (``_sf_field_name``), values only throu
 ``soql.literal``: nothing from an order reaches a query unescaped.
 """
 
-from magsync.sinks.salesforce.soql import literal
+from magsync.salesforce.soql import literal
 
 # A buyer may have several Contacts (entered by hand, imported); the oldest with an Account wins.
 CONTACT_CANDIDATES = 10

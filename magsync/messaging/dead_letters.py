@@ -19,7 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 
-from magsync.broker import SYNC_ORDER_TASK, BrokerUnavailable, Publisher
+from magsync.messaging.broker import SYNC_ORDER_TASK, BrokerUnavailable, Publisher
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,125 @@
+"""The ``magsync`` command: processes, operations and the local sandboxes."""
+
+import click
+
+from magsync.cli.base import LazyGroup, celery_app, exec_process, load_settings
+from magsync.settings import ConfigError
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands={
+        "db": "magsync.cli.ledger:db",
+        "trace": "magsync.cli.ledger:trace",
+        "dead": "magsync.cli.dead:dead",
+        "sandbox": "magsync.sandbox.cli:sandbox",
+        "stack": "magsync.sandbox.cli:stack",
+    },
+)
+@click.version_option(package_name="magsync")
+def main():
+    """magsync keeps Salesforce in step with a Magento 2 store."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def worker(ctx):
+    """Run the Celery worker (extra arguments go to ``celery worker``).
+
+    A Salesforce token is obtained first: missing settings or credentials Salesforce refuses
+    stop the worker at once with the cause and the fix (orders wait in RabbitMQ); an unreachable
+    Salesforce only warns (see ``magsync.check.startup``).
+    """
+    from magsync import alerts, logs
+    from magsync.check.startup import CredentialsRefused, salesforce_token
+
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    alerts.init(settings)
+    try:
+        warning = salesforce_token(settings)
+    except (ConfigError, CredentialsRefused) as exc:
+        raise click.ClickException(str(exc)) from None
+    if warning:
+        click.echo(f"magsync worker: {warning}", err=True)
+    exec_process(
+        [
+            "celery",
+            "--app",
+            "magsync.worker.entry",
+            "worker",
+            "--loglevel",
+            settings.log_level,
+            "--concurrency",
+            str(settings.worker_concurrency),
+            "--queues",
+            f"{settings.broker_namespace}.orders",
+            "--task-events",
+            "--without-gossip",
+            "--without-mingle",
+            *ctx.args,
+        ]
+    )
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--port", envvar="PORT", default=5555, show_default=True)
+@click.pass_context
+def flower(ctx, port):
+    """Run Flower behind basic auth (``FLOWER_BASIC_AUTH=user:password``, required).
+
+    Flower reads the credentials from the environment itself, so they never appear in the
+    process list.
+    """
+    settings = load_settings()
+    if not settings.flower_basic_auth or ":" not in settings.flower_basic_auth:
+        raise click.ClickException(
+            "FLOWER_BASIC_AUTH must be set to user:password (Flower is never served without auth)"
+        )
+    exec_process(
+        [
+            "celery",
+            "--app",
+            "magsync.worker.entry",
+            "flower",
+            f"--port={port}",
+            "--purge_offline_workers=60",
+            *ctx.args,
+        ]
+    )
+
+
+@main.command("rate-limit")
+@click.argument("rate")
+@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for replies.")
+def rate_limit(rate, timeout):
+    """Set the Salesforce call rate of every running worker (e.g. 5/s) until it restarts.
+
+    Each worker applies RATE on its own; ``SALESFORCE_RATE_LIMIT`` is what a worker starts with.
+    """
+    from magsync.messaging.broker import SYNC_ORDER_TASK
+    from magsync.settings import _rate_limit
+
+    try:
+        rate = _rate_limit(rate)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="RATE") from None
+    replies = celery_app(load_settings()).control.rate_limit(
+        SYNC_ORDER_TASK, rate, reply=True, timeout=timeout
+    )
+    if not replies:
+        raise click.ClickException("no worker answered: is any running on this broker?")
+    for reply in replies:
+        for node, answer in reply.items():
+            click.echo(f"{node}: {answer.get('ok') or answer.get('error')}")
+
+
+@main.command()
+def check():
+    """Check settings, Salesforce, Magento and RabbitMQ before going live; exit 1 on failure.
+
+    Every finding in plain words, the fix under each failure, no secrets.
+    """
+    from magsync.check import main as run_check
+
+    run_check()

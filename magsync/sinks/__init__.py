@@ -1,1 +1,0 @@
-"""Where orders go: Salesforce."""

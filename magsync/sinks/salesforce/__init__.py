@@ -1,1 +1,0 @@
-"""Salesforce: OAuth tokens (``auth``) and writing records (``writer``)."""

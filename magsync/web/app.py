@@ -1,0 +1,73 @@
+"""The web process's factory: the Flask app, its publisher, the webhook view and health.
+
+Nothing reads the environment or builds an app at import time.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, jsonify
+
+from magsync import alerts, logs
+from magsync.messaging.app import create_celery
+from magsync.messaging.broker import Publisher
+from magsync.settings import Settings
+from magsync.web import health as ops
+from magsync.web import webhook
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """What the webhook view needs: accepted secrets, the body limit and the publisher."""
+
+    secrets: tuple
+    max_body_bytes: int
+    publisher: Publisher
+
+
+def create_app(settings=None):
+    """Build the web process's Flask app (its publishing Celery app in ``extensions["celery"]``).
+
+    ``MAGENTO_WEBHOOK_SECRET`` is required: the process refuses to start without it rather than
+    accept unsigned orders.
+    """
+    settings = settings or Settings.from_env()
+    logs.configure(settings.log_level)
+    alerts.init(settings)
+
+    app = Flask("magsync")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    celery = create_celery(settings)
+    app.extensions["magsync.settings"] = settings
+    app.extensions["celery"] = celery
+
+    settings.require("webhook_secrets")
+    publisher = Publisher(celery, celery.magsync_topology, settings.publish_timeout)
+    app.extensions["magsync.receiver"] = Receiver(
+        settings.webhook_secrets, settings.max_body_bytes, publisher
+    )
+    # The dead-letter exchange must exist before anything can be dead-lettered.
+    publisher.declare_now()
+    app.register_blueprint(webhook.bp)
+    if not settings.broker_is_rabbitmq:
+        log.warning(
+            "broker is not RabbitMQ: no publisher confirms or dead letters, for trying only",
+            extra={"transport": settings.broker_url.split(":", 1)[0]},
+        )
+    app.register_blueprint(ops.bp)
+    app.register_error_handler(413, _too_large)
+    app.register_error_handler(404, _json_error)
+    app.register_error_handler(405, _json_error)
+    return app
+
+
+def _too_large(error):
+    return jsonify({"error": "payload_too_large", "message": "Body too large."}), 413
+
+
+def _json_error(error):
+    return jsonify({"error": error.name.lower().replace(" ", "_"), "message": error.description}), (
+        error.code
+    )

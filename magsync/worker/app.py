@@ -1,0 +1,30 @@
+"""The worker's Celery app: the shared configuration, the topology boot step and the task."""
+
+import logging
+
+from celery import bootsteps
+
+from magsync.messaging.app import create_celery
+from magsync.worker import task
+
+log = logging.getLogger(__name__)
+
+
+class DeclareTopology(bootsteps.StartStopStep):
+    """Declare the dead-letter side and the work queue each time the consumer (re)connects."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def start(self, c):
+        topology = c.app.magsync_topology
+        if c.app.conf.broker_url.startswith(("amqp", "pyamqp")):
+            topology.declare(c.connection)
+            log.info("broker topology declared", extra={"namespace": topology.namespace})
+
+
+def create_worker_app(settings):
+    """The Celery app a worker runs: ``magsync.sync_order`` registered, topology declared."""
+    celery = create_celery(settings)
+    celery.steps["consumer"].add(DeclareTopology)
+    task.register(celery, settings)
+    return celery
