@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from magsync.ledger import Ledger, schema
+from magsync.ledger import Ledger, migrate
 from magsync.mapping.common import storable_email
 from magsync.mapping.opportunity import opportunity_record
 from magsync.mapping.order import load_order
@@ -72,7 +72,7 @@ def ledger_database(backend, tmp_path, request):
 
     with postgres_database(request.getfixturevalue("postgres_url")) as url:
         ledger = Ledger(Settings.from_env({"DATABASE_URL": url}))
-        schema.upgrade(ledger.engine)  # the release phase; SQLite workers migrate themselves
+        migrate.upgrade(ledger.engine)  # the release phase; SQLite workers migrate themselves
         ledger.close()
         yield url
 

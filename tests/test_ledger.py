@@ -22,7 +22,7 @@ from magsync.ledger import (
     LedgerUnavailable,
     LockTimeout,
     Version,
-    schema,
+    migrate,
 )
 from magsync.ledger.models import Base
 from magsync.settings import ConfigError, Settings
@@ -35,7 +35,7 @@ def settings_for(url, **env):
 @pytest.fixture
 def ledger(database_url):
     ledger = Ledger(settings_for(database_url, MAGSYNC_LOCK_TIMEOUT="5"))
-    schema.upgrade(ledger.engine)
+    migrate.upgrade(ledger.engine)
     yield ledger
     ledger.close()
 
@@ -91,8 +91,8 @@ def test_default_ledger_is_a_sqlite_file_under_var():
 def test_migrations_create_exactly_the_models_and_run_once(database_url):
     ledger = Ledger(settings_for(database_url))
     try:
-        assert schema.upgrade(ledger.engine) == (None, schema.head_revision())
-        assert schema.upgrade(ledger.engine) == (schema.head_revision(),) * 2
+        assert migrate.upgrade(ledger.engine) == (None, migrate.head_revision())
+        assert migrate.upgrade(ledger.engine) == (migrate.head_revision(),) * 2
         with ledger.engine.connect() as connection:
             differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert differences == []
@@ -106,7 +106,7 @@ def test_sqlite_ledger_creates_and_migrates_itself(tmp_path):
         ledger.ready()
         assert ledger.order("1") is None
         with ledger.engine.connect() as connection:
-            assert schema.current_revision(connection) == schema.head_revision()
+            assert migrate.current_revision(connection) == migrate.head_revision()
     finally:
         ledger.close()
 

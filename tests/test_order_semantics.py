@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from magsync.errors import DeadLetter, InvalidOrder, RetryLater
-from magsync.ledger import Ledger, schema
+from magsync.ledger import Ledger, migrate
 from magsync.settings import Settings
 from magsync.sync import pipeline
 from magsync.sync.pipeline import Services, sync_order
@@ -26,7 +26,7 @@ def org(org_factory):
 def services(org, database_url):
     """Build ``Services`` on the test's ledger (one per simulated process); closed after."""
     migrated = Ledger(Settings.from_env({"DATABASE_URL": database_url}))
-    schema.upgrade(migrated.engine)  # the release phase's `magsync db upgrade`
+    migrate.upgrade(migrated.engine)  # the release phase's `magsync db upgrade`
     migrated.close()
     built = []
 

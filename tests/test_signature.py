@@ -2,6 +2,7 @@ import hashlib
 import hmac
 
 import pytest
+
 from magsync.magento import signature
 
 BODY = b'{"event":"sales_order_save_after","order":{"entity_id":1,"increment_id":"000000001"}}'

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 from sqlalchemy.engine import make_url
 
-from magsync.ledger import migrate as schema
+from magsync.ledger import migrate
 from magsync.ledger.store import Ledger, LedgerUnavailable, sqlite_path
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -44,7 +44,7 @@ def upgrade(revision):
     settings = _settings()
     ledger = _open_ledger(settings, create=True)
     try:
-        before, after = schema.upgrade(ledger.engine, revision)
+        before, after = migrate.upgrade(ledger.engine, revision)
     except Exception as exc:
         raise click.ClickException(
             f"migrating {_where(settings.database_url)} failed: {type(exc).__name__}: {exc}"
@@ -65,10 +65,10 @@ def current():
     ledger = _open_ledger(settings)
     try:
         with ledger.engine.connect() as connection:
-            revision = schema.current_revision(connection)
+            revision = migrate.current_revision(connection)
     finally:
         ledger.close()
-    head = schema.head_revision()
+    head = migrate.head_revision()
     state = "current" if revision == head else "behind: run `magsync db upgrade`"
     click.echo(f"revision {revision or 'none'} (this magsync needs {head}; {state})")
 
@@ -134,7 +134,7 @@ def trace(increment_id, as_json):
     ledger = _open_ledger(settings)
     try:
         with ledger.engine.connect() as connection:
-            if schema.current_revision(connection) is None:
+            if migrate.current_revision(connection) is None:
                 raise click.ClickException("the ledger has no tables yet: run `magsync db upgrade`")
         state, events = ledger.history(increment_id)
     except LedgerUnavailable as exc:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from magsync.errors import RetryLater
-from magsync.ledger import migrate as schema
+from magsync.ledger import migrate
 from magsync.ledger.locks import AdvisoryLocks, FileLocks
 from magsync.ledger.models import CustomerRow, EventRow, OrderRow, utcnow
 
@@ -240,9 +240,9 @@ class Ledger:
             return
         with self._guard():
             with self.engine.connect() as connection:
-                current = schema.current_revision(connection)
+                current = migrate.current_revision(connection)
                 connection.rollback()
-            head = schema.head_revision()
+            head = migrate.head_revision()
             if current != head:
                 if not self.is_sqlite:
                     raise LedgerUnavailable(
@@ -250,7 +250,7 @@ class Ledger:
                         f"needs {head}: run `magsync db upgrade`",
                         reason="ledger_schema_behind",
                     )
-                before, after = schema.upgrade(self.engine)
+                before, after = migrate.upgrade(self.engine)
                 log.info("ledger migrated", extra={"from_revision": before, "to_revision": after})
         self._ready = True
 
