@@ -31,7 +31,7 @@ from magsync.sandbox.salesforce import SandboxOrg
 from magsync.sandbox.salesforce.schema import packaged_schema
 from magsync.settings import Settings
 from tests import processes, services
-from tests.conftest import delete_namespace, queue_depth
+from tests.helpers import delete_namespace, queue_depth
 
 # The org refuses orders above an amount for good, as a merchant's org with an approval rule
 # does; a few orders are made that large on purpose, and nothing else may be dead-lettered.

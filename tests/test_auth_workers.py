@@ -15,7 +15,7 @@ from magsync.messaging.app import create_celery
 from magsync.messaging.broker import Publisher
 from magsync.settings import Settings
 from tests import processes
-from tests.conftest import load_fixture, wait_for
+from tests.helpers import load_fixture, wait_for
 from tests.sentry_stub import SentryStub
 
 pytestmark = pytest.mark.slow

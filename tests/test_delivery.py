@@ -19,7 +19,7 @@ from magsync.messaging.broker import Publisher
 from magsync.messaging.dead_letters import DeadLetters
 from magsync.settings import Settings
 from tests import processes, services
-from tests.conftest import delete_namespace, load_fixture, wait_for
+from tests.helpers import delete_namespace, load_fixture, wait_for
 from tests.sentry_stub import SentryStub
 
 pytestmark = pytest.mark.slow

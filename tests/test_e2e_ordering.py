@@ -23,7 +23,7 @@ from magsync.messaging.broker import Publisher
 from magsync.sandbox.magento import SandboxStore
 from magsync.settings import Settings
 from tests import processes
-from tests.conftest import queue_depth
+from tests.helpers import queue_depth
 
 pytestmark = pytest.mark.slow
 

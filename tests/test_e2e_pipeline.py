@@ -14,7 +14,7 @@ from magsync.magento.signature import sign
 from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
 from tests import processes
-from tests.conftest import SEED_OPPORTUNITY, delete_namespace, load_fixture, queue_depth, wait_for
+from tests.helpers import SEED_OPPORTUNITY, delete_namespace, load_fixture, queue_depth, wait_for
 from tests.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.slow

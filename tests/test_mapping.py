@@ -14,7 +14,7 @@ from magsync.mapping.opportunity import (
     opportunity_record,
 )
 from magsync.mapping.order import load_order
-from tests.conftest import SEED_OPPORTUNITY, load_fixture
+from tests.helpers import SEED_OPPORTUNITY, load_fixture
 
 # The mapping's own output: the same fields, the amount still a Decimal.
 SEED_FIELDS = {**SEED_OPPORTUNITY, "Amount": Decimal("99.99")}

@@ -12,7 +12,7 @@ from magsync.ledger import Ledger, migrate
 from magsync.settings import Settings
 from magsync.sync import pipeline
 from magsync.sync.pipeline import Services, sync_order
-from tests.conftest import load_fixture
+from tests.helpers import load_fixture
 
 SEED = load_fixture("seed_webhook.json")["order"]
 

@@ -8,7 +8,7 @@ from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
 from magsync.settings import Settings
 from magsync.sync.pipeline import Services, sync_order
-from tests.conftest import SEED_OPPORTUNITY, load_fixture
+from tests.helpers import SEED_OPPORTUNITY, load_fixture
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from kombu import Connection
 from magsync.magento.signature import sign
 from magsync.settings import ConfigError
 from magsync.web.app import create_app
-from tests.conftest import load_fixture, queue_depth
+from tests.helpers import load_fixture, queue_depth
 
 SECRET = "whsec-test"
 SEED = json.dumps(load_fixture("seed_webhook.json")).encode()

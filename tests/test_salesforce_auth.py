@@ -17,7 +17,7 @@ from magsync.mapping.order import load_order
 from magsync.salesforce.auth import TokenProvider, explain, refused_credentials
 from magsync.salesforce.writer import SalesforceWriter, build_session
 from magsync.settings import Settings
-from tests.conftest import load_fixture
+from tests.helpers import load_fixture
 from tests.sentry_stub import SentryStub
 
 

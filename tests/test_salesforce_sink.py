@@ -15,7 +15,7 @@ from magsync.mapping.order import load_order
 from magsync.salesforce.auth import TokenProvider, grant_for
 from magsync.salesforce.writer import SalesforceWriter, build_session
 from magsync.settings import ConfigError, Settings
-from tests.conftest import load_fixture
+from tests.helpers import load_fixture
 
 PACKAGED_SCHEMA = Path(__file__).parent.parent / "magsync/sandbox/salesforce/schema.json"
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests import processes, services
-from tests.conftest import delete_namespace
+from tests.helpers import delete_namespace
 
 pytestmark = pytest.mark.slow
 

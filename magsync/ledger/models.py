@@ -35,8 +35,8 @@ class OrderRow(Base):
     __tablename__ = "ledger_orders"
 
     increment_id: Mapped[str] = mapped_column(String(ORDER_NUMBER), primary_key=True)
-    entity_id: Mapped[int | None] = mapped_column(Integer)
-    store_id: Mapped[int | None] = mapped_column(Integer)
+    entity_id: Mapped[int | None] = mapped_column(BigInteger)
+    store_id: Mapped[int | None] = mapped_column(BigInteger)
     customer_email: Mapped[str | None] = mapped_column(String(EMAIL))
     state: Mapped[str | None] = mapped_column(String(32))
     stage: Mapped[str | None] = mapped_column(String(120))

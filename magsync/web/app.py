@@ -27,11 +27,12 @@ class Receiver:
     publisher: Publisher
 
 
-def create_app(settings=None):
+def create_app(settings=None, *, publisher=None):
     """Build the web process's Flask app (its publishing Celery app in ``extensions["celery"]``).
 
     ``MAGENTO_WEBHOOK_SECRET`` is required: the process refuses to start without it rather than
-    accept unsigned orders.
+    accept unsigned orders. ``publisher`` replaces the broker publisher (tests of paths that
+    never publish pass a fake one, so they need no RabbitMQ).
     """
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
@@ -44,12 +45,13 @@ def create_app(settings=None):
     app.extensions["celery"] = celery
 
     settings.require("webhook_secrets")
-    publisher = Publisher(celery, celery.magsync_topology, settings.publish_timeout)
+    if publisher is None:
+        publisher = Publisher(celery, celery.magsync_topology, settings.publish_timeout)
+        # The dead-letter exchange must exist before anything can be dead-lettered.
+        publisher.declare_now()
     app.extensions["magsync.receiver"] = Receiver(
         settings.webhook_secrets, settings.max_body_bytes, publisher
     )
-    # The dead-letter exchange must exist before anything can be dead-lettered.
-    publisher.declare_now()
     app.register_blueprint(webhook.bp)
     if not settings.broker_is_rabbitmq:
         log.warning(

@@ -10,7 +10,7 @@ import requests
 import requests.adapters
 from simple_salesforce import Salesforce
 
-from tests.conftest import SEED_OPPORTUNITY
+from tests.helpers import SEED_OPPORTUNITY
 
 API = "58.0"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
