@@ -8,18 +8,21 @@ variables (a frame of the token request holds the signed assertion); every event
 import logging
 import re
 
+from magsync.settings import mask_url
+
 log = logging.getLogger(__name__)
 
 _SECRET_PATTERN = re.compile(
     r"(?i)(bearer\s+[\w.!\-]+|(?:password|secret|token|assertion|signature)=[^&\s\"']+"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
-    r"|amqps?://[^:/\s]+:[^@\s]+@)"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)"
 )
 
 
 def mask(text):
     """``text`` with bearer tokens, key=secret pairs, PEM keys and URL passwords masked."""
-    return _SECRET_PATTERN.sub("[Filtered]", text) if isinstance(text, str) else text
+    if not isinstance(text, str):
+        return text
+    return mask_url(_SECRET_PATTERN.sub("[Filtered]", text), mask="[Filtered]")
 
 
 def scrub(event, hint=None):

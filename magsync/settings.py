@@ -18,6 +18,22 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variables and how to fix them."""
 
 
+# A URL's password runs from "scheme://user:" to the last "@" before whitespace: a password may
+# hold an unescaped "/" or "@", and masking too much is better than showing part of one.
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s]*:)\S+@")
+
+
+def mask_url(text, mask="***"):
+    """``text`` with the password of every URL in it replaced by ``mask``.
+
+    ``amqp://guest:secret@rabbit//`` becomes ``amqp://guest:***@rabbit//``; works on a bare URL
+    (a setting's value) and on URLs inside a message. Anything else is returned unchanged.
+    """
+    if not isinstance(text, str):
+        return text
+    return _URL_PASSWORD.sub(lambda match: f"{match.group(1)}{mask}@", text)
+
+
 # -- parsers: each takes the raw string and returns the typed value or raises ValueError ----------
 
 

@@ -24,6 +24,7 @@ def sentry():
         ("grant_type=jwt&assertion=eyJhbGciOi.abc.def", "eyJhbGciOi.abc.def"),
         ("client_secret=abc123&x=1", "abc123"),
         ("amqp://guest:hunter2@rabbit:5672//", "hunter2"),
+        ("ledger at postgresql+psycopg://magsync:hunter2@db/ledger failed", "hunter2"),
         (
             "key -----BEGIN RSA PRIVATE KEY-----\nMIIEpA\n-----END RSA PRIVATE KEY----- end",
             "MIIEpA",

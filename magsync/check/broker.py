@@ -15,8 +15,8 @@ from kombu import Connection, Queue
 from kombu.exceptions import KombuError
 
 from magsync.check.report import Finding
-from magsync.check.settings import safe_url
 from magsync.messaging.broker import Topology, broker_transport_options
+from magsync.settings import mask_url
 
 
 def _kind(entity):
@@ -64,7 +64,7 @@ def _probe(connection, entity, namespace):
 
 def check_broker(ctx):
     settings = ctx.settings
-    shown = safe_url(settings.broker_url)
+    shown = mask_url(settings.broker_url)
     if not settings.broker_is_rabbitmq:
         yield Finding.skip(shown, "not RabbitMQ: queues and dead letters are not checked")
         return

@@ -5,12 +5,11 @@ with its password masked).
 """
 
 import os
-from urllib.parse import urlsplit, urlunsplit
 
 from magsync.alerts import mask
 from magsync.check.report import Finding
 from magsync.salesforce.auth import JwtBearerGrant, grant_for
-from magsync.settings import ConfigError, Settings
+from magsync.settings import ConfigError, Settings, mask_url
 
 MAGENTO_REST = (
     "magento_base_url",
@@ -19,17 +18,6 @@ MAGENTO_REST = (
     "magento_access_token",
     "magento_access_token_secret",
 )
-
-
-def safe_url(url):
-    """``url`` with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def parse(environ):
@@ -130,7 +118,7 @@ def _magento_rest(settings):
 
 def _broker(settings):
     if settings.broker_is_rabbitmq:
-        yield Finding.ok("CELERY_BROKER_URL", f"RabbitMQ at {safe_url(settings.broker_url)}")
+        yield Finding.ok("CELERY_BROKER_URL", f"RabbitMQ at {mask_url(settings.broker_url)}")
     else:
         yield Finding.warn(
             "CELERY_BROKER_URL",

@@ -4,10 +4,10 @@ import json
 from pathlib import Path
 
 import click
-from sqlalchemy.engine import make_url
 
 from magsync.ledger import migrate
 from magsync.ledger.store import Ledger, LedgerUnavailable, sqlite_path
+from magsync.settings import mask_url
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -16,10 +16,6 @@ def _settings():
     from magsync.cli.base import load_settings
 
     return load_settings()
-
-
-def _where(url):
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _open_ledger(settings, create=False):
@@ -46,12 +42,13 @@ def upgrade(revision):
     try:
         before, after = migrate.upgrade(ledger.engine, revision)
     except Exception as exc:
+        cause = mask_url(f"{type(exc).__name__}: {exc}")
         raise click.ClickException(
-            f"migrating {_where(settings.database_url)} failed: {type(exc).__name__}: {exc}"
+            f"migrating {mask_url(settings.database_url)} failed: {cause}"
         ) from None
     finally:
         ledger.close()
-    where = _where(settings.database_url)
+    where = mask_url(settings.database_url)
     if before == after:
         click.echo(f"ledger at {where} already at revision {after}")
     else:

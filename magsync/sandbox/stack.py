@@ -29,7 +29,7 @@ from pathlib import Path
 import requests
 
 from magsync.messaging.broker import broker_reachable
-from magsync.settings import Settings
+from magsync.settings import Settings, mask_url
 
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
@@ -194,7 +194,7 @@ class Stack:
         self.env["CELERY_BROKER_URL"] = "filesystem://"
         self.env["MAGSYNC_BROKER_FOLDER"] = str(folder)
         self.echo(
-            f"WARNING: RabbitMQ is not reachable at {_hide_password(url)}; using the embedded "
+            f"WARNING: RabbitMQ is not reachable at {mask_url(url)}; using the embedded "
             f"filesystem transport in {folder}. It has no publisher confirms and no dead "
             "letters: for trying magsync only, never for real orders."
         )
@@ -275,7 +275,7 @@ class Stack:
         lines = [
             f"web (webhooks):  http://127.0.0.1:{self.ports['web']}/magento/webhook",
             f"Flower:          http://127.0.0.1:{self.ports['flower']}/  (login: {login})",
-            f"broker:          {_hide_password(self.env['CELERY_BROKER_URL'])}",
+            f"broker:          {mask_url(self.env['CELERY_BROKER_URL'])}",
             f"logs:            {self.var / 'log'}/",
         ]
         if self.sandbox_org:
@@ -314,14 +314,6 @@ def _drain(child):
 def _signal_group(popen, sig):
     with contextlib.suppress(ProcessLookupError):
         os.killpg(popen.pid, sig)
-
-
-def _hide_password(url):
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    userinfo, _, host = rest.rpartition("@")
-    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
 
 
 def run(root, var, ports, demo_orders=3, exit_when_synced=False, timeout=120.0, echo=print):
