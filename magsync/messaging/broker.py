@@ -11,14 +11,19 @@ Names derive from ``MAGSYNC_BROKER_NAMESPACE`` (default ``magsync``):
   The work queue names ``magsync.dead`` as its dead-letter exchange with the at-least-once
   strategy, so a rejected message is kept until the dead-letter queue has confirmed it.
 
-``declare_topology`` declares the dead-letter side first: RabbitMQ drops a message dead-lettered
+``Topology.declare`` declares the dead-letter side first: RabbitMQ drops a message dead-lettered
 to an exchange that does not exist.
+
+Every publish magsync makes (an order by the web process or a replay, a dead letter by a worker)
+goes through ``publish_confirmed``: it returns once the broker confirmed the message, and any
+failure of the broker is ``BrokerUnavailable``.
 """
 
 import logging
 import threading
 from dataclasses import dataclass
 
+from amqp.exceptions import AMQPError, MessageNacked
 from kombu import Connection, Exchange, Queue
 from kombu.exceptions import KombuError
 
@@ -26,6 +31,13 @@ log = logging.getLogger(__name__)
 
 SYNC_ORDER_TASK = "magsync.sync_order"
 DEFAULT_DELIVERY_LIMIT = 20
+# An order's publish: Magento (or the operator replaying) waits on it, so one quick retry only.
+PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 
 
 def task_argsrepr(event):
@@ -35,6 +47,31 @@ def task_argsrepr(event):
 
 class BrokerUnavailable(Exception):
     """The broker did not accept and confirm the message in time."""
+
+
+# What a publish raises when the broker did not take the message: kombu's errors, the socket's
+# (a confirm that never arrives is a socket timeout), and py-amqp's own, some of which derive
+# from neither (a channel error such as NOT_FOUND, a nack).
+BROKER_ERRORS = (KombuError, OSError, AMQPError, MessageNacked)
+
+
+def publish_confirmed(send, timeout, retry_policy):
+    """Call ``send(**options)``, a publish on a confirming channel, and return what it returns.
+
+    ``send`` is ``Producer.publish`` or ``Celery.send_task`` with the message bound; it receives
+    the retry and confirm options: up to ``retry_policy`` retries on a fresh connection, each
+    attempt bounded by ``timeout`` seconds, the broker's confirm awaited as long. Returns only
+    once the broker confirmed; raises ``BrokerUnavailable`` (the cause chained) otherwise.
+    """
+    try:
+        return send(
+            retry=True,
+            retry_policy=retry_policy,
+            timeout=timeout,
+            confirm_timeout=timeout,
+        )
+    except BROKER_ERRORS as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -145,7 +182,7 @@ class Publisher:
             with self.celery.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, interval_start=0, timeout=self.timeout)
                 self.topology.declare(conn)
-        except (KombuError, OSError, TimeoutError) as exc:
+        except BROKER_ERRORS as exc:
             log.warning(
                 "broker not reachable at start-up; topology declared on first publish",
                 extra={"cause": f"{type(exc).__name__}: {exc}"},
@@ -169,7 +206,8 @@ class Publisher:
 
     def publish(self, event, task_id):
         """Enqueue ``magsync.sync_order(event)``; raise ``BrokerUnavailable`` if not confirmed."""
-        try:
+
+        def send(**confirm):
             self.celery.send_task(
                 SYNC_ORDER_TASK,
                 args=[event],
@@ -179,21 +217,14 @@ class Publisher:
                 producer=self._producer(),
                 queue=self.topology.work_queue,
                 routing_key=self.topology.work_routing_key,
-                retry=True,
-                retry_policy={
-                    "max_retries": 1,
-                    "interval_start": 0,
-                    "interval_step": 0.2,
-                    "interval_max": 0.2,
-                },
-                timeout=self.timeout,
-                confirm_timeout=self.timeout,
+                **confirm,
             )
-        except (KombuError, OSError, TimeoutError) as exc:
-            # amqp's own errors (RecoverableConnectionError, MessageNacked) derive from OSError
-            # or KombuError; a confirm that never arrives surfaces as a socket timeout.
-            self._discard()
-            raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+        try:
+            publish_confirmed(send, self.timeout, PUBLISH_RETRY_POLICY)
+        except BrokerUnavailable:
+            self._discard()  # the connection's channel state is unknown after a failure
+            raise
         return task_id
 
     def close(self):
@@ -211,5 +242,5 @@ def broker_reachable(url, timeout=2.0, transport_options=None):
         with Connection(url, connect_timeout=timeout, transport_options=transport_options) as c:
             c.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
         return True
-    except (KombuError, OSError, TimeoutError):
+    except BROKER_ERRORS:
         return False

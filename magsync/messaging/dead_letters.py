@@ -19,11 +19,19 @@ import json
 import logging
 from dataclasses import dataclass
 
-from magsync.messaging.broker import SYNC_ORDER_TASK, BrokerUnavailable, Publisher
+from magsync.messaging.broker import (
+    SYNC_ORDER_TASK,
+    BrokerUnavailable,
+    Publisher,
+    publish_confirmed,
+)
 
 log = logging.getLogger(__name__)
 
 FORMAT = "magsync.dead-letter/1"
+# More patient than the web process's publish (no one waits on a worker's answer): a dead letter
+# that is not confirmed falls back to the broker's own dead-lettering, which keeps no reason.
+PUT_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.5, "interval_step": 1}
 
 
 def _iso(timestamp):
@@ -47,7 +55,7 @@ class Letter:
 
     @property
     def event(self):
-        return self.args[0] if self.args and isinstance(self.args[0], dict) else {}
+        return _event(self.args)
 
     @property
     def order(self):
@@ -127,6 +135,32 @@ def parse(message):
     )
 
 
+def _event(args):
+    return args[0] if args and isinstance(args[0], dict) else {}
+
+
+def letter_document(request, reason):
+    """The JSON document a worker's dead letter carries: the task ``request`` and ``reason``."""
+    return {
+        "format": FORMAT,
+        "id": request.id,
+        "task": request.task,
+        "args": list(request.args or []),
+        "kwargs": dict(request.kwargs or {}),
+        "headers": {
+            "argsrepr": getattr(request, "argsrepr", None),
+            "origin": getattr(request, "origin", None),
+            "retries": request.retries,
+            "delivery_info": {
+                k: v
+                for k, v in (request.delivery_info or {}).items()
+                if k in ("exchange", "routing_key", "redelivered")
+            },
+        },
+        "reason": reason,
+    }
+
+
 class DeadLetters:
     """The dead-letter queue of one namespace."""
 
@@ -140,8 +174,9 @@ class DeadLetters:
     def put(self, request, error, attempts, first_failed_at, last_failed_at):
         """Publish a dead letter for the task ``request`` and wait for the broker's confirm.
 
-        Raises ``BrokerUnavailable`` when it is not confirmed: the caller must then keep the
-        original message (reject it to the broker's own dead-lettering, or requeue it).
+        Returns the reason recorded with it. Raises ``BrokerUnavailable`` when it is not
+        confirmed: the caller must then keep the original message (reject it to the broker's own
+        dead-lettering, or requeue it).
         """
         reason = {
             **error.describe(),
@@ -149,28 +184,15 @@ class DeadLetters:
             "first_failed_at": _iso(first_failed_at),
             "last_failed_at": _iso(last_failed_at),
         }
-        args = list(request.args or [])
-        event = args[0] if args and isinstance(args[0], dict) else {}
-        document = {
-            "format": FORMAT,
-            "id": request.id,
-            "task": request.task,
-            "args": args,
-            "kwargs": dict(request.kwargs or {}),
-            "headers": {
-                "argsrepr": getattr(request, "argsrepr", None),
-                "origin": getattr(request, "origin", None),
-                "retries": request.retries,
-                "delivery_info": {
-                    k: v
-                    for k, v in (request.delivery_info or {}).items()
-                    if k in ("exchange", "routing_key", "redelivered")
-                },
-            },
-            "reason": reason,
-        }
+        document = letter_document(request, reason)
         topology = self.topology
-        try:
+        headers = {
+            "x-magsync-format": FORMAT,
+            "x-magsync-order": str(_event(document["args"]).get("increment_id")),
+            "x-magsync-reason": str(error.reason),
+        }
+
+        def send(**confirm):
             with self.celery.producer_or_acquire() as producer:
                 producer.publish(
                     json.dumps(document, default=str),
@@ -180,18 +202,11 @@ class DeadLetters:
                     content_type="application/json",
                     content_encoding="utf-8",
                     delivery_mode=2,
-                    headers={
-                        "x-magsync-format": FORMAT,
-                        "x-magsync-order": str(event.get("increment_id")),
-                        "x-magsync-reason": str(error.reason),
-                    },
-                    retry=True,
-                    retry_policy={"max_retries": 2, "interval_start": 0.5, "interval_step": 1},
-                    timeout=self.timeout,
-                    confirm_timeout=self.timeout,
+                    headers=headers,
+                    **confirm,
                 )
-        except Exception as exc:  # any failure means "not confirmed"
-            raise BrokerUnavailable(f"dead letter not confirmed: {type(exc).__name__}") from exc
+
+        publish_confirmed(send, self.timeout, PUT_RETRY_POLICY)
         return reason
 
     # -- operations -----------------------------------------------------------------------------
