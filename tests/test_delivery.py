@@ -9,6 +9,7 @@ import itertools
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -306,6 +307,40 @@ def test_the_circuit_opens_in_an_outage_and_waiting_tasks_keep_their_budget(harn
     finally:
         harness.org.clear_faults()
         breaker.stop()
+        harness.workers.clear()
+        harness.worker("main")
+
+
+def test_an_order_waits_while_the_worker_cannot_build_its_clients(harness, tmp_path):
+    """The worker reads its key when it starts (the token check) and again when a pool process
+    builds its Salesforce client for its first order. A key gone in between (a secret mount
+    being rotated) fails that build with a ConfigError: the order is retried until the key is
+    back, never acknowledged and lost."""
+    for worker in harness.workers:
+        worker.stop()
+    harness.workers.clear()
+    original = Path(harness.env["SALESFORCE_PRIVATE_KEY_PATH"]).read_bytes()
+    key = tmp_path / "mounted.key"
+    key.write_bytes(original)
+    worker = harness.worker("keyless", SALESFORCE_PRIVATE_KEY_PATH=str(key))
+    try:
+        key.unlink()
+        order = harness.order()
+        number = order["increment_id"]
+        harness.publish(order)
+        retried = wait_for(
+            lambda: worker_lines(worker, number, "will be retried")[1:],
+            what="two retries while the key is missing",
+        )
+        assert all("reason=config_error" in line for line in retried)
+        assert "SALESFORCE_PRIVATE_KEY_PATH cannot be read" in worker.log()
+        assert not harness.records(number)
+        assert not harness.dead_letter(number)
+        key.write_bytes(original)
+        wait_for(lambda: harness.records(number), what="the order once the key is back")
+        assert not harness.dead_letter(number)
+    finally:
+        worker.stop()
         harness.workers.clear()
         harness.worker("main")
 

@@ -1,1 +1,2 @@
-"""The worker process: its Celery app, the ``magsync.sync_order`` task and the circuit breaker."""
+"""The worker process: its Celery app, the ``magsync.sync_order`` task, its retry decision and
+the circuit breaker."""

@@ -23,8 +23,13 @@ class DeclareTopology(bootsteps.StartStopStep):
 
 
 def create_worker_app(settings):
-    """The Celery app a worker runs: ``magsync.sync_order`` registered, topology declared."""
+    """The Celery app a worker runs: ``magsync.sync_order`` registered, topology declared.
+
+    Builds nothing else: each worker process makes its own ``task.WorkerContext`` (breaker,
+    dead-letter queue, clients) from ``celery.magsync_settings`` on its first task.
+    """
     celery = create_celery(settings)
+    celery.magsync_settings = settings
     celery.steps["consumer"].add(DeclareTopology)
-    task.register(celery, settings)
+    celery.task(**task.TASK_OPTIONS)(task.sync_order)
     return celery

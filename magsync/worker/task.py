@@ -1,165 +1,197 @@
-"""Celery tasks: thin shells around ``magsync.sync.pipeline``.
+"""The ``magsync.sync_order`` task: a thin shell around ``magsync.sync.pipeline.sync_order``.
 
-``magsync.sync_order(event)`` ends in one of three ways:
+``sync_order(event)`` ends in one of three ways, never in an acknowledged loss:
 
 - synced (or skipped as stale or unchanged by the pipeline): acknowledged;
-- a transient failure (``RetryLater``): retried with exponential backoff and full jitter,
-  honouring a server's ``Retry-After``; the delay is parked in RabbitMQ (quorum queue and
-  Celery's native delayed delivery), never held by the worker, so RabbitMQ's consumer timeout
-  cannot fire. Retries go on until ``MAGSYNC_RETRY_FOR`` seconds have passed since the first
-  failure (2 hours by default), then the order is dead-lettered;
-- a permanent failure (``DeadLetter``) or an unexpected error: dead-lettered at once.
+- a failure ``magsync.worker.decision`` says to retry: published again with its countdown; the
+  delay is parked in RabbitMQ (quorum queue and Celery's native delayed delivery), never held by
+  the worker, so RabbitMQ's consumer timeout cannot fire. Should that publish fail, the message
+  is requeued instead;
+- a failure it says to dead-letter: the order is published with its reason to the dead-letter
+  queue, the broker's confirm awaited, reported to Sentry once, and only then acknowledged.
+  Should that publish fail, the message is rejected to the broker's own dead-lettering.
 
-Dead-lettering publishes the order with its reason to the dead-letter queue, waits for the
-broker's confirm, reports it to Sentry once, and only then acknowledges the original. While the
-circuit breaker is open the task is put back in the broker to wait, its retry budget untouched.
+While the circuit breaker is open the task is put back in the broker to wait, its retry budget
+untouched. What a process keeps between tasks (breaker, dead-letter queue, Salesforce, Magento
+and ledger clients) is its ``WorkerContext``, made on its first task.
 """
 
 import logging
 import math
-import random
+import os
+import threading
 import time
 
-from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
+from celery.exceptions import Reject, Retry
 
 from magsync import alerts
-from magsync.errors import DeadLetter, RetryLater, SyncError
-from magsync.messaging.broker import SYNC_ORDER_TASK, BrokerUnavailable, task_argsrepr
+from magsync.errors import RetryLater, SyncError
+from magsync.messaging.broker import SYNC_ORDER_TASK, task_argsrepr
 from magsync.messaging.dead_letters import DeadLetters
+from magsync.settings import ConfigError
 from magsync.sync import pipeline
 from magsync.worker.circuit import CircuitBreaker
+from magsync.worker.decision import UnexpectedError, decide
 
 log = logging.getLogger(__name__)
 
+# How ``create_worker_app`` registers ``sync_order``.
+TASK_OPTIONS = {
+    "name": SYNC_ORDER_TASK,
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    # Every failure is retried or dead-lettered (and confirmed) before the task fails, so a
+    # failed task's message can be acknowledged; a hard time limit requeues it instead.
+    "acks_on_failure": True,
+    "acks_on_timeout": False,
+    "max_retries": None,
+    # Expected outcomes: the worker does not log them as crashes, and Sentry does not report
+    # them again (the dead letter was reported once already).
+    "throws": (SyncError,),
+}
 
-def backoff(attempts, settings, retry_after=None, rng=random.random):
-    """Seconds before the next try after ``attempts`` failures: full jitter, exponential cap."""
-    cap = min(settings.retry_backoff_max, settings.retry_backoff * (2 ** max(0, attempts - 1)))
-    delay = rng() * cap
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return max(1, math.ceil(delay))
+_contexts_lock = threading.Lock()
 
 
-class UnexpectedError(DeadLetter):
-    """An error magsync does not know how to handle: set aside for a person to look at."""
+class WorkerContext:
+    """What one worker process keeps between tasks.
 
-    reason = "unexpected_error"
-    system = "magsync"
+    ``WorkerContext.of(app)`` is the calling process's own (a forked pool process makes a new
+    one on its first task). Its services are built on first use, and again after a failure to
+    build them, which fails only the task at hand.
+    """
 
+    def __init__(self, app, settings):
+        self.pid = os.getpid()
+        self.settings = settings
+        self.breaker = CircuitBreaker(settings.circuit_threshold, settings.circuit_cooldown)
+        self.dead_letters = DeadLetters(app, app.magsync_topology, settings.publish_timeout)
+        self.built = None  # the pipeline's Services, once built
+        self._lock = threading.Lock()
 
-def register(celery, settings):
-    """Define magsync's tasks on ``celery``."""
-    breaker = CircuitBreaker(settings.circuit_threshold, settings.circuit_cooldown)
-    dead_letters = DeadLetters(celery, celery.magsync_topology, settings.publish_timeout)
-    celery.magsync_breaker = breaker
+    @classmethod
+    def of(cls, app):
+        with _contexts_lock:
+            context = getattr(app, "magsync_context", None)
+            if context is None or context.pid != os.getpid():
+                context = app.magsync_context = cls(app, app.magsync_settings)
+            return context
 
-    def judge(error):
-        """Tell the breaker what this outcome says about Salesforce."""
-        if error is None:
-            breaker.success()
-        elif error.system == "salesforce" and isinstance(error, RetryLater):
-            breaker.failure()
+    def services(self):
+        """The process's ``pipeline.Services``; raises ``ConfigError`` if they cannot be built."""
+        with self._lock:
+            if self.built is None:
+                self.built = pipeline.Services.build(self.settings)
+            return self.built
+
+    def judge(self, error):
+        """Tell the breaker what a failure says about Salesforce."""
+        if error.system == "salesforce" and isinstance(error, RetryLater):
+            self.breaker.failure()
         elif error.system == "salesforce" and error.status is not None:
-            breaker.success()  # Salesforce answered, it just refused this record
+            self.breaker.success()  # Salesforce answered, it just refused this record
         else:
-            breaker.release()
+            self.breaker.release()
 
-    def set_aside(task, event, error, attempts, first_failed_at, services):
-        now = time.time()
-        try:
-            reason = dead_letters.put(task.request, error, attempts, first_failed_at or now, now)
-        except BrokerUnavailable:
-            log.error(
-                "dead letter not confirmed; the broker dead-letters the message instead",
-                extra={"order": event.get("increment_id"), "reason": error.reason},
-            )
-            raise Reject(error, requeue=False) from None
-        pipeline.note_outcome(event, services, "dead_lettered", error, attempts)
-        log.error(
-            "order dead-lettered",
-            extra={
-                "order": event.get("increment_id"),
-                "reason": error.reason,
-                "error": str(error),
-                "attempts": attempts,
-                "first_failed_at": reason["first_failed_at"],
-            },
-        )
-        alerts.capture_dead_letter(error, event.get("increment_id"))
+    def note(self, event, kind, decision):
+        """Record the outcome in the order's history (only once the ledger client exists)."""
+        if self.built is not None:
+            pipeline.note_outcome(event, self.built, kind, decision.error, decision.attempts)
 
-    def retry(task, countdown, **kwargs):
-        try:
-            return task.retry(
-                countdown=countdown,
-                kwargs=kwargs,
-                max_retries=None,
-                argsrepr=task_argsrepr(task.request.args[0]),
-            )
-        except Reject as exc:
-            # Celery rejects without requeue when the retry cannot be published; the order must
-            # wait for another delivery instead of being dead-lettered by a broker hiccup.
-            raise Reject(exc.reason, requeue=True) from None
 
-    @celery.task(
-        name=SYNC_ORDER_TASK,
-        bind=True,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        # Every failure is dead-lettered (and confirmed) before the task fails, so a failed
-        # task's message can be acknowledged; a hard time limit requeues it instead.
-        acks_on_failure=True,
-        acks_on_timeout=False,
-        max_retries=None,
-        # Expected outcomes: the worker does not log them as crashes, and Sentry does not
-        # report them again (the dead letter was reported once already).
-        throws=(SyncError,),
+def sync_order(task, event, attempts=0, first_failed_at=None):
+    """Sync the order ``event`` names; retry or dead-letter it on failure (see the module)."""
+    context = WorkerContext.of(task.app)
+    wait = context.breaker.wait_time()
+    if wait > 0:
+        raise _retry(task, math.ceil(wait), attempts=attempts, first_failed_at=first_failed_at)
+    try:
+        result = pipeline.sync_order(event, context.services())
+    except (Retry, Reject):
+        raise
+    except Exception as exc:  # every failure is retried or set aside, never lost
+        raise _failed(task, context, event, exc, attempts, first_failed_at) from None
+    if result and result.get("skipped"):
+        context.breaker.release()
+    else:
+        context.breaker.success()
+    return result
+
+
+def _failed(task, context, event, exc, attempts, first_failed_at):
+    """Retry or dead-letter after ``exc``: the ``Retry`` or the error for the task to raise.
+
+    Raises ``Reject`` when the retry or the dead letter could not be published.
+    """
+    now = time.time()
+    decision = decide(exc, attempts, first_failed_at, now, context.settings)
+    order = event.get("increment_id")
+    if isinstance(decision.error, UnexpectedError):
+        log.exception("order sync failed unexpectedly", extra={"order": order})
+    elif isinstance(exc, ConfigError):
+        # The message names the variables to fix, never a value.
+        log.error("worker settings incomplete", extra={"order": order, "error": str(exc)})
+    context.judge(decision.error)
+    if not decision.retry:
+        _set_aside(task, context, event, decision, now)
+        return decision.error
+    context.note(event, "retried", decision)
+    log.warning(
+        "order sync will be retried",
+        extra={
+            "order": order,
+            "reason": decision.reason,
+            "attempt": decision.attempts,
+            "countdown": decision.countdown,
+        },
     )
-    def sync_order(self, event, attempts=0, first_failed_at=None):
-        services = pipeline.services_for(settings)
-        wait = breaker.wait_time()
-        if wait > 0:
-            raise retry(self, math.ceil(wait), attempts=attempts, first_failed_at=first_failed_at)
-        try:
-            result = pipeline.sync_order(event, services)
-        except (Retry, Reject):
-            raise
-        except SoftTimeLimitExceeded:
-            error = RetryLater("the sync took too long", reason="soft_time_limit", system="magsync")
-        except SyncError as exc:
-            error = exc
-        except Exception as exc:  # an unknown failure is set aside, never lost
-            log.exception(
-                "order sync failed unexpectedly", extra={"order": event.get("increment_id")}
-            )
-            error = UnexpectedError(f"{type(exc).__name__}: {exc}")
-        else:
-            if result and result.get("skipped"):
-                breaker.release()
-            else:
-                judge(None)
-            return result
+    return _retry(
+        task,
+        decision.countdown,
+        attempts=decision.attempts,
+        first_failed_at=decision.first_failed_at,
+    )
 
-        judge(error)
-        attempts += 1
-        now = time.time()
-        first_failed_at = first_failed_at or now
-        if isinstance(error, RetryLater) and now - first_failed_at < settings.retry_for:
-            countdown = backoff(attempts, settings, error.retry_after)
-            pipeline.note_outcome(event, services, "retried", error, attempts)
-            log.warning(
-                "order sync will be retried",
-                extra={
-                    "order": event.get("increment_id"),
-                    "reason": error.reason,
-                    "attempt": attempts,
-                    "countdown": countdown,
-                },
-            )
-            raise retry(self, countdown, attempts=attempts, first_failed_at=first_failed_at)
-        if isinstance(error, RetryLater):
-            error.reason = f"retries_exhausted:{error.reason}"
-        set_aside(self, event, error, attempts, first_failed_at, services)
-        raise error
 
-    return {"sync_order": sync_order}
+def _set_aside(task, context, event, decision, now):
+    """Dead-letter the order (confirmed), record it, alert once; ``Reject`` if not confirmed."""
+    error, order = decision.error, event.get("increment_id")
+    try:
+        reason = context.dead_letters.put(
+            task.request, error, decision.attempts, decision.first_failed_at, now
+        )
+    except Exception as exc:  # BrokerUnavailable, or anything else: the broker keeps the order
+        log.error(
+            "dead letter not confirmed; the broker dead-letters the message instead",
+            extra={"order": order, "reason": error.reason, "cause": type(exc).__name__},
+        )
+        raise Reject(error, requeue=False) from None
+    context.note(event, "dead_lettered", decision)
+    log.error(
+        "order dead-lettered",
+        extra={
+            "order": order,
+            "reason": error.reason,
+            "error": str(error),
+            "attempts": decision.attempts,
+            "first_failed_at": reason["first_failed_at"],
+        },
+    )
+    alerts.capture_dead_letter(error, order)
+
+
+def _retry(task, countdown, **kwargs):
+    """Publish the task again to run in ``countdown`` seconds; the ``Retry`` to raise."""
+    try:
+        return task.retry(
+            countdown=countdown,
+            kwargs=kwargs,
+            max_retries=None,
+            argsrepr=task_argsrepr(task.request.args[0]),
+            throw=False,
+        )
+    except Reject as exc:
+        # Celery rejects without requeue when the retry cannot be published; the order must
+        # wait for another delivery instead of being dead-lettered by a broker hiccup.
+        raise Reject(exc.reason, requeue=True) from None
