@@ -24,11 +24,11 @@ def main():
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def worker(ctx):
-    """Run the Celery worker (extra arguments go to ``celery worker``).
+    """Run the Celery worker that syncs orders.
 
-    A Salesforce token is obtained first: missing settings or credentials Salesforce refuses
-    stop the worker at once with the cause and the fix (orders wait in RabbitMQ); an unreachable
-    Salesforce only warns (see ``magsync.check.startup``).
+    Extra arguments go to celery worker. A Salesforce token is obtained first: missing settings
+    or credentials Salesforce refuses stop the worker at once with the cause and the fix (orders
+    wait in RabbitMQ); an unreachable Salesforce only warns.
     """
     from magsync import alerts, logs
     from magsync.check.startup import CredentialsRefused, salesforce_token
@@ -66,10 +66,10 @@ def worker(ctx):
 @click.option("--port", envvar="PORT", default=5555, show_default=True)
 @click.pass_context
 def flower(ctx, port):
-    """Run Flower behind basic auth (``FLOWER_BASIC_AUTH=user:password``, required).
+    """Run Flower, the task monitor, behind basic auth.
 
-    Flower reads the credentials from the environment itself, so they never appear in the
-    process list.
+    FLOWER_BASIC_AUTH=user:password is required. Flower reads it from the environment itself,
+    so the credentials never appear in the process list.
     """
     settings = load_settings()
     if not settings.flower_basic_auth or ":" not in settings.flower_basic_auth:
@@ -93,9 +93,10 @@ def flower(ctx, port):
 @click.argument("rate")
 @click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for replies.")
 def rate_limit(rate, timeout):
-    """Set the Salesforce call rate of every running worker (e.g. 5/s) until it restarts.
+    """Set the Salesforce call rate of every running worker.
 
-    Each worker applies RATE on its own; ``SALESFORCE_RATE_LIMIT`` is what a worker starts with.
+    RATE looks like 5/s, 600/m or 10000/h. Each worker applies it on its own until it restarts;
+    SALESFORCE_RATE_LIMIT is what a worker starts with.
     """
     from magsync.messaging.broker import SYNC_ORDER_TASK
     from magsync.settings import _rate_limit
@@ -116,9 +117,10 @@ def rate_limit(rate, timeout):
 
 @main.command()
 def check():
-    """Check settings, Salesforce, Magento and RabbitMQ before going live; exit 1 on failure.
+    """Check settings, Salesforce, Magento and RabbitMQ.
 
-    Every finding in plain words, the fix under each failure, no secrets.
+    Run it before going live: every finding in plain words, the fix under each failure, no
+    secrets. Exits 1 when anything fails.
     """
     from magsync.check import main as run_check
 

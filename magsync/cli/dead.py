@@ -7,7 +7,10 @@ from magsync.cli.base import celery_app, load_settings
 
 @click.group()
 def dead():
-    """Inspect, replay and purge dead letters (orders set aside with their reason)."""
+    """Inspect, replay and purge dead letters.
+
+    Dead letters are the orders set aside with the reason they could not be synced.
+    """
 
 
 def _dead_letters():
@@ -63,7 +66,10 @@ def dead_show(letter_id):
 @click.option("--all", "replay_all", is_flag=True, help="Every dead letter.")
 @click.option("--reason", default=None, help="Every dead letter with this reason code.")
 def dead_replay(letter_id, replay_all, reason):
-    """Put dead letters back on the work queue (each removed once the broker confirmed)."""
+    """Put dead letters back on the work queue.
+
+    Each is removed from the dead-letter queue once the broker confirmed its re-publish.
+    """
     replayed = _dead_letters().replay(_selector(letter_id, replay_all, reason))
     for letter in replayed:
         click.echo(f"replayed {letter.id} (order {letter.order})")

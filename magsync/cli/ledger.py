@@ -30,13 +30,16 @@ def _open_ledger(settings, create=False):
 
 @click.group()
 def db():
-    """The sync ledger's database (DATABASE_URL)."""
+    """Migrate or inspect the sync ledger's database (DATABASE_URL)."""
 
 
 @db.command()
 @click.argument("revision", default="head")
 def upgrade(revision):
-    """Migrate the ledger to REVISION (default: the newest). Safe to run on every release."""
+    """Migrate the ledger to REVISION (default: the newest).
+
+    Safe to run on every release.
+    """
     settings = _settings()
     ledger = _open_ledger(settings, create=True)
     try:
@@ -126,7 +129,10 @@ def _order_lines(state):
 @click.argument("increment_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the row and history as JSON.")
 def trace(increment_id, as_json):
-    """Print an order's ledger row (its Salesforce ids) and its history, oldest first."""
+    """Print an order's ledger row and its history.
+
+    The row holds the order's Salesforce ids; the history is listed oldest first.
+    """
     settings = _settings()
     ledger = _open_ledger(settings)
     try:

@@ -15,7 +15,10 @@ from magsync.cli.base import LazyGroup
     },
 )
 def sandbox():
-    """Run the local stand-ins for Salesforce and Magento (the ``sandbox`` extra)."""
+    """Run the local stand-ins for Salesforce and Magento.
+
+    They need magsync's sandbox extra.
+    """
 
 
 @click.command()
@@ -28,7 +31,10 @@ def sandbox():
 @click.option("--exit-when-synced", is_flag=True, help="Stop once the demo orders synced.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds the demo may take.")
 def stack(var, web_port, flower_port, org_port, store_port, demo_orders, exit_when_synced, timeout):
-    """Run web, worker and Flower, with the sandboxes for what is not configured."""
+    """Run web, worker and Flower on this machine.
+
+    The sandboxes stand in for Salesforce and Magento where they are not configured.
+    """
     from pathlib import Path
 
     from magsync.sandbox import stack as devstack

@@ -49,7 +49,10 @@ def _secret(ctx, param, value):
 @click.option("--access-token-secret", callback=_secret, help="Pin the access token secret.")
 @click.pass_context
 def command(ctx, **options):
-    """Run the sandbox Magento store (REST API, webhooks, control API)."""
+    """Run the sandbox Magento store.
+
+    It serves the REST API and a control API, and sends webhooks.
+    """
     if ctx.invoked_subcommand is not None:
         return
     integration = Integration(

@@ -88,7 +88,10 @@ def command(
     schema_path,
     fault_specs,
 ):
-    """Run the sandbox Salesforce org (HTTPS, OAuth JWT bearer, REST data API)."""
+    """Run the sandbox Salesforce org.
+
+    It serves HTTPS: the OAuth JWT bearer flow and the REST data API.
+    """
     try:
         org = SandboxOrg(
             state_dir,
