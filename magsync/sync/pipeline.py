@@ -42,12 +42,8 @@ from magsync.mapping.opportunity import opportunity_record, replaced_note, repla
 from magsync.mapping.order import load_order
 from magsync.salesforce.auth import TokenProvider
 from magsync.salesforce.lookups import find_contact, find_contact_role
-from magsync.salesforce.writer import (
-    SalesforceWriter,
-    Subrequest,
-    build_session,
-    reference,
-)
+from magsync.salesforce.rest import build_session
+from magsync.salesforce.writer import SalesforceWriter, Subrequest, reference
 
 log = logging.getLogger(__name__)
 
