@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from magsync.errors import DeadLetter
-from magsync.mapping.opportunity import Record
+from magsync.mapping.records import Record
 from magsync.salesforce.auth import TokenProvider
 from magsync.salesforce.lookups import find_contact, find_contact_role
 from magsync.salesforce.rest import build_session

@@ -177,7 +177,7 @@ class SalesforceWriter:
         path = f"composite/sobjects/{first.sobject}/{first.external_id_field}"
         document = {
             "allOrNone": False,
-            "records": [{"attributes": {"type": r.sobject}, **r.fields} for r in records],
+            "records": [{"attributes": {"type": r.sobject}, **r.payload()} for r in records],
         }
         outcomes = self._call("PATCH", path, document)
         results = []
