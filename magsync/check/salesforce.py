@@ -117,6 +117,9 @@ def check_fields(ctx):
         if not target.enabled:
             yield Finding.skip(target.label, "not written with these settings")
             continue
+        if target.problem:
+            yield from mapping.field_findings(target, None)
+            continue
         try:
             describe = org.describe(target.sobject)
         except Unanswered as exc:
