@@ -190,6 +190,17 @@ DEFAULT_STAGE_MAP = (
 )
 
 
+# The Magento REST API's settings: with all of them the worker reads each order from the store;
+# with none it maps the webhook's payload.
+MAGENTO_REST = (
+    "magento_base_url",
+    "magento_consumer_key",
+    "magento_consumer_secret",
+    "magento_access_token",
+    "magento_access_token_secret",
+)
+
+
 def _setting(env, parse=_str, default=None, secret=False, doc=""):
     return field(
         default=default,
@@ -312,9 +323,13 @@ class Settings:
             raise ConfigError("invalid settings: " + "; ".join(problems))
         return cls(**values)
 
+    def unset(self, *names):
+        """The variables of the listed settings (attribute names) that are unset."""
+        return [self.env_name(n) for n in names if getattr(self, n) in (None, "", ())]
+
     def require(self, *names):
         """Raise ``ConfigError`` naming each listed setting (attribute names) that is unset."""
-        missing = [self.env_name(n) for n in names if getattr(self, n) in (None, "", ())]
+        missing = self.unset(*names)
         if missing:
             raise ConfigError(
                 "missing required settings: "
@@ -334,15 +349,7 @@ class Settings:
     @property
     def magento_rest_enabled(self):
         """True when all of the Magento REST settings are present (the store is the truth)."""
-        return all(
-            (
-                self.magento_base_url,
-                self.magento_consumer_key,
-                self.magento_consumer_secret,
-                self.magento_access_token,
-                self.magento_access_token_secret,
-            )
-        )
+        return not self.unset(*MAGENTO_REST)
 
     @property
     def broker_is_rabbitmq(self):

@@ -237,6 +237,18 @@ def _without_stage(stage):
     return change
 
 
+def _drop_from(sobject, name):
+    return lambda objects: objects[sobject]["fields"].pop(name)
+
+
+def _without_role(role):
+    def change(objects):
+        field = objects["OpportunityContactRole"]["fields"]["Role"]
+        field["picklist"] = [value for value in field["picklist"] if value != role]
+
+    return change
+
+
 def _required_extra(objects):
     objects["Opportunity"]["fields"]["Region__c"] = {
         "type": "string",
@@ -326,6 +338,43 @@ FIELD_CASES = [
         "tick External ID",
         id="lead-key-not-external-id",
     ),
+    pytest.param(
+        _drop_from("Opportunity", "NextStep"),
+        "Opportunity.NextStep: does not exist",
+        "create it on Opportunity",
+        id="replaced-note-missing",
+    ),
+    pytest.param(
+        _set("Opportunity", "NextStep", updateable=False),
+        "Opportunity.NextStep: the integration user cannot write it (updateable: false)",
+        "Edit access",
+        id="replaced-note-not-updateable",
+    ),
+    pytest.param(
+        _drop_from("OpportunityContactRole", "IsPrimary"),
+        "OpportunityContactRole.IsPrimary: does not exist",
+        "create it on OpportunityContactRole",
+        id="contact-role-field-missing",
+    ),
+    pytest.param(
+        _set("OpportunityContactRole", "ContactId", createable=False),
+        "OpportunityContactRole.ContactId: the integration user cannot write it "
+        "(createable: false)",
+        "Edit access",
+        id="contact-role-contact-not-createable",
+    ),
+    pytest.param(
+        _without_role("Decision Maker"),
+        "OpportunityContactRole.Role: 'Decision Maker' is not a value of the picklist",
+        "add or activate 'Decision Maker'",
+        id="contact-role-missing",
+    ),
+    pytest.param(
+        _set("Opportunity", "AccountId", type="string", length=18),
+        "Opportunity.AccountId: is a Text(18) field; the mapping writes record ids into it",
+        "change its type to Lookup",
+        id="account-link-is-text",
+    ),
 ]
 
 
@@ -343,6 +392,25 @@ def test_fields_of_records_only_ever_created_need_not_be_updateable(org_factory,
     variant_org = org_factory(schema=variant(_set("Account", "BillingCity", updateable=False)))
     report, text = check({**env, **variant_org.settings()})
     assert report.exit_code == 0, text
+
+
+def test_the_replaced_note_field_is_checked_as_configured(env):
+    report, text = check({**env, "SALESFORCE_REPLACED_NOTE_FIELD": "Replaced_Note__c"})
+    assert report.exit_code == 1, text
+    label, _, fix = entry(text, "Opportunity.Replaced_Note__c: does not exist")
+    assert label == "FAIL" and "create it on Opportunity" in fix
+    assert report.count("fail") == 1, text
+
+
+def test_the_contact_role_and_the_replaced_order_are_checked(env):
+    report, text = check(env)
+    assert report.exit_code == 0, text
+    flat = " ".join(text.split())
+    assert "OpportunityContactRole (ContactRoleSchema): the 4 fields the mapping writes" in flat
+    assert "Role 'Decision Maker' is active" in flat
+    assert "Opportunity (ReplacedOrderSchema): the 2 fields the mapping writes exist, can be " in (
+        flat
+    )
 
 
 def test_the_stage_map_is_checked_as_configured(env):
@@ -402,6 +470,54 @@ def test_every_outbound_schema_of_the_mapping_is_checked():
     assert specs["Magento_Customer_Email__c"].kind == "email"
     assert specs["Magento_Order_ID__c"].key
     assert set(specs["StageName"].values) == set(settings.sf_stage_map.values())
+
+
+def test_every_outbound_schema_declares_where_its_fields_go():
+    declared = {}
+    for schema in mapping.mapping_schemas():
+        meta = schema.Meta
+        assert meta.salesforce_write in ("upsert", "create", "update"), schema
+        assert (meta.salesforce_write == "upsert") == hasattr(meta, "salesforce_key"), schema
+        declared[schema.__name__] = (meta.salesforce_object, meta.salesforce_write)
+    assert declared["OpportunitySchema"] == ("Opportunity", "upsert")
+    assert declared["ContactRoleSchema"] == ("OpportunityContactRole", "create")
+    assert declared["ReplacedOrderSchema"] == ("Opportunity", "update")
+    settings = Settings.from_env({"SALESFORCE_REPLACED_NOTE_FIELD": "Replaced_Note__c"})
+    [closing] = [t for t in mapping.targets(settings) if t.schema.__name__ == "ReplacedOrderSchema"]
+    assert {spec.name for spec in closing.fields} == {"StageName", "Replaced_Note__c"}
+    [role] = [t for t in mapping.targets(settings) if t.schema.__name__ == "ContactRoleSchema"]
+    kinds = {spec.name: spec.kind for spec in role.fields}
+    assert kinds == {
+        "OpportunityId": "reference",
+        "ContactId": "reference",
+        "Role": "text",
+        "IsPrimary": "boolean",
+    }
+
+
+class OrderNoteSchema(Schema):
+    """Creates Leads that mention the order's number: the number is no upsert key here."""
+
+    class Meta:
+        salesforce_object = "Lead"
+        salesforce_write = "create"
+
+    LastName = fields.Function(lambda order: "Buyer")
+    Company = fields.Function(lambda order: "Shop")
+    Title = fields.Function(lambda order: order.increment_id)
+
+
+def test_the_upsert_key_is_read_from_the_declaration_not_guessed(org):
+    settings = Settings.from_env(org.settings())
+    [target] = mapping.targets(settings, schemas=[OrderNoteSchema])
+    assert not [spec for spec in target.fields if spec.key]
+    client = Org(settings)
+    try:
+        client.connect()
+        findings = mapping.field_findings(target, client.describe("Lead"))
+    finally:
+        client.close()
+    assert [f.status for f in findings] == ["ok"], findings
 
 
 class WarrantySchema(Schema):

@@ -137,6 +137,14 @@ def test_amount_is_decimal_rounded_half_up(seed_order, make_settings):
     )
 
 
+def test_a_lead_rounds_its_total_as_an_opportunity_rounds_its_amount(seed_order, make_settings):
+    seed_order.update(grand_total="10.1250", customer_is_guest=1)
+    order = load_order(seed_order)
+    assert opportunity_record(order, make_settings()).fields["Amount"] == Decimal("10.13")
+    description = lead_record(order, make_settings()).fields["Description"]
+    assert description.startswith("Order 000000123 total: 10.13\n")
+
+
 def test_timestamps_with_offset_are_converted_to_utc(seed_order):
     seed_order["created_at"] = "2023-10-26T23:30:00-02:00"
     assert load_order(seed_order).created_at == dt.datetime(2023, 10, 27, 1, 30, tzinfo=dt.UTC)

@@ -11,7 +11,8 @@ from magsync.errors import DeadLetter, InvalidOrder, RetryLater
 from magsync.ledger import Ledger, migrate
 from magsync.settings import Settings
 from magsync.sync import pipeline
-from magsync.sync.pipeline import Services, sync_order
+from magsync.sync.pipeline import sync_order
+from magsync.sync.services import Services
 from tests.helpers import load_fixture
 
 SEED = load_fixture("seed_webhook.json")["order"]

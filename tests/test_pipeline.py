@@ -7,7 +7,8 @@ from magsync.errors import DeadLetter, InvalidOrder, RetryLater
 from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
 from magsync.settings import Settings
-from magsync.sync.pipeline import Services, sync_order
+from magsync.sync.pipeline import sync_order
+from magsync.sync.services import Services
 from tests.helpers import SEED_OPPORTUNITY, load_fixture
 
 

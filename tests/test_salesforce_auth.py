@@ -15,7 +15,8 @@ from magsync.errors import AuthenticationFailed, RetryLater
 from magsync.mapping.opportunity import opportunity_record
 from magsync.mapping.order import load_order
 from magsync.salesforce.auth import TokenProvider, explain, refused_credentials
-from magsync.salesforce.writer import SalesforceWriter, build_session
+from magsync.salesforce.rest import build_session
+from magsync.salesforce.writer import SalesforceWriter
 from magsync.settings import Settings
 from tests.helpers import load_fixture
 from tests.sentry_stub import SentryStub

@@ -12,11 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from magsync.errors import DeadLetter
-from magsync.mapping.opportunity import Record
+from magsync.mapping.records import Record
 from magsync.salesforce.auth import TokenProvider
 from magsync.salesforce.lookups import find_contact, find_contact_role
+from magsync.salesforce.rest import build_session
 from magsync.salesforce.soql import literal
-from magsync.salesforce.writer import SalesforceWriter, Subrequest, build_session, reference
+from magsync.salesforce.writer import SalesforceWriter, Subrequest, reference
 from magsync.settings import Settings
 
 FUZZ = settings(

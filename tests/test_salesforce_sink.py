@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from magsync.errors import AuthenticationFailed, DeadLetter, RetryLater, Throttled
-from magsync.mapping.opportunity import Record, opportunity_record
+from magsync.mapping.opportunity import opportunity_record
 from magsync.mapping.order import load_order
+from magsync.mapping.records import Record
 from magsync.salesforce.auth import TokenProvider, grant_for
-from magsync.salesforce.writer import SalesforceWriter, build_session
+from magsync.salesforce.rest import build_session
+from magsync.salesforce.writer import SalesforceWriter
 from magsync.settings import ConfigError, Settings
 from tests.helpers import load_fixture
 

@@ -8,9 +8,10 @@ reported as skipped, with the reason, otherwise. In order:
 - ``salesforce-token``: a token from the configured grant, as a worker obtains it;
 - ``salesforce-api``: ``SALESFORCE_API_VERSION`` is offered by the org (``GET /services/data/``);
 - ``salesforce-fields``: each field the mapping writes (learnt by dumping sample orders through
-  the mapping's schemas, see ``magsync.check.mapping``) exists, can be written, and holds what
-  is written; the external-id field is a unique External ID; every picklist value the mapping
-  writes (the stage map's stages, the lead source) is active;
+  the mapping's schemas, each written where its ``Meta`` declares, see
+  ``magsync.check.mapping``) exists, can be written, and holds what is written; each upsert key
+  is a unique External ID; every picklist value the mapping writes (the stage map's stages, the
+  lead source, the contact role) is active;
 - ``magento``: the store answers a signed ``GET /rest/V1/orders?searchCriteria[pageSize]=1``;
 - ``broker``: RabbitMQ accepts a connection; its exchanges and queues are declared as expected.
 

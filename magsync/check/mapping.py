@@ -11,18 +11,22 @@ and 400 characters): a field whose value has the same length in both is cut by t
 that length; one whose value grows passes the store's text through, so it may be as long as a
 Magento column (255 characters).
 
-A schema may say more in ``class Meta``: ``salesforce_object`` (default: the class name without
-``Schema``), ``salesforce_key`` (the ``Settings`` attribute naming its upsert key; default: the
-field that carries the order's number), ``salesforce_enabled`` (a ``Settings`` attribute or
-``callable(settings)``; default: always); and a field may declare
+Where the fields go is what each schema declares in ``class Meta`` (``magsync.mapping.records``),
+read as declared, never guessed: ``salesforce_object``; ``salesforce_write`` (``upsert``,
+``create`` or ``update``; an undeclared one is ``upsert`` with a ``salesforce_key`` and
+``create`` without); ``salesforce_key`` (the ``Settings`` attribute naming the upsert key);
+``salesforce_enabled`` (a ``Settings`` attribute or ``callable(settings)``; default: always). A
+schema is outbound when it declares ``salesforce_object``. A field may declare
 ``metadata={"salesforce": {"type": ..., "length": ...}}`` (a kind of ``ACCEPTS``, and the most
-characters it writes), which wins over what the samples show.
+characters it writes), which wins over what the samples show; links to other records (``Link``
+fields) are declared ``reference``.
 
 ``field_findings(target, describe)`` compares a target with its object's describe (``GET
-/sobjects/{Type}/describe``): each field exists, is createable (and updateable, when the schema
-upserts by a key), has a type that holds what is written and room for it; the key is a unique
-External ID; every picklist value written is active; and no field the org requires on create is
-left out.
+/sobjects/{Type}/describe``): each field exists, can be written as the schema writes it
+(createable when it creates or upserts, updateable when it updates or upserts, the key only
+createable), has a type that holds what is written and room for it; the key is a unique External
+ID; every picklist value written is active; and a schema that creates or upserts leaves out no
+field the org requires on create.
 """
 
 import datetime as dt
@@ -33,10 +37,11 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 
-from marshmallow import EXCLUDE, Schema
+from marshmallow import Schema
 
 from magsync.check.report import Finding
 from magsync.mapping.order import ORDER_STATES, load_order
+from magsync.mapping.records import CREATE, UPDATE, UPSERT
 
 MAPPING_PACKAGE = "magsync.mapping"
 
@@ -52,6 +57,7 @@ ACCEPTS = {
     "datetime": frozenset({"datetime"}),
     "boolean": frozenset({"boolean"}),
     "key": frozenset({"string"}),  # the order number: text with leading zeros
+    "reference": frozenset({"reference"}),  # a link to another record: its id
 }
 
 # What Salesforce's Setup calls each field type, for the report.
@@ -84,7 +90,11 @@ KIND_WORDS = {
     "datetime": "Date/Time",
     "boolean": "Checkbox",
     "key": "Text (External ID, Unique)",
+    "reference": "Lookup",
 }
+
+# What the mapping writes, per kind, in the words of a type mismatch.
+WRITTEN_WORDS = {"key": "the order number", "reference": "record ids"}
 
 # Field types whose describe ``length`` counts characters.
 SIZED = frozenset({"string", "textarea", "email", "combobox", "phone", "url"})
@@ -106,12 +116,25 @@ def _text(base, length):
     return ((base + " ") * (length // (len(base) + 1) + 1))[:length]
 
 
-def _document(number, state, *, length=None, guest=False, edited=False):
-    """A Magento order (REST shape) for the samples; ``length`` stretches its free text."""
-    names = {
+def _address(length):
+    """A billing address whose free text ``length`` stretches (None: as a store has it)."""
+    return {
         "firstname": _text("Probe", length),
         "lastname": _text("Buyer", length),
+        "company": _text("Probe Trading", length),
+        "street": [_text("1 Probe Street", length)],
+        "city": _text("Probetown", length),
+        "region": _text("Probe Region", length),
+        "postcode": _text("12345", length),
+        "country_id": "DE",
+        "telephone": _text("+49 30 1234567", length),
+        "email": "probe.buyer@example.com",
     }
+
+
+def _document(number, state, *, length=None, guest=False, edited=False):
+    """A Magento order (REST shape) for the samples; ``length`` stretches its free text."""
+    address = _address(length)
     document = {
         "entity_id": 1,
         "increment_id": number,
@@ -121,20 +144,10 @@ def _document(number, state, *, length=None, guest=False, edited=False):
         "base_grand_total": "1234.5600",
         "order_currency_code": "EUR",
         "customer_email": "probe.buyer@example.com",
-        "customer_firstname": None if guest else names["firstname"],
-        "customer_lastname": None if guest else names["lastname"],
+        "customer_firstname": None if guest else address["firstname"],
+        "customer_lastname": None if guest else address["lastname"],
         "customer_is_guest": int(guest),
-        "billing_address": {
-            **names,
-            "company": _text("Probe Trading", length),
-            "street": [_text("1 Probe Street", length)],
-            "city": _text("Probetown", length),
-            "region": _text("Probe Region", length),
-            "postcode": _text("12345", length),
-            "country_id": "DE",
-            "telephone": _text("+49 30 1234567", length),
-            "email": "probe.buyer@example.com",
-        },
+        "billing_address": address,
         "items": [
             {
                 "item_id": 1,
@@ -200,6 +213,7 @@ class Target:
     enabled: bool
     fields: tuple
     problem: str | None = None  # why the samples could not be dumped
+    write: str = CREATE  # as the schema declares it: UPSERT, CREATE or UPDATE
 
     @property
     def label(self):
@@ -268,51 +282,67 @@ def _spec(name, samples, declared, key):
     return FieldSpec(name, kind, length, bounded, texts, key)
 
 
+def _declared_write(meta):
+    write = getattr(meta, "salesforce_write", None)
+    if write is None:
+        return UPSERT if getattr(meta, "salesforce_key", None) else CREATE
+    return write
+
+
+def _declared_key(meta, write, settings):
+    """The upsert key's field name, as the settings name the declared ``salesforce_key``."""
+    if write != UPSERT:
+        return None
+    setting = getattr(meta, "salesforce_key", None)
+    if not setting:
+        raise ValueError("an upserting schema must declare salesforce_key in its Meta")
+    return getattr(settings, setting)
+
+
+def _dumps(schema, settings):
+    """``[(length, fields)]``: the samples dumped through ``schema``."""
+    instance = _instance(schema, settings)
+    return [
+        (length, instance.dump(load_order(document)))
+        for document, length in probe_documents(settings)
+    ]
+
+
 def _target(schema, settings):
     meta = schema.Meta
-    sobject = getattr(meta, "salesforce_object", None) or schema.__name__.removesuffix("Schema")
+    sobject = getattr(meta, "salesforce_object", None)
+    write = _declared_write(meta)
     enabled = _switch(getattr(meta, "salesforce_enabled", None), settings)
+    if not sobject:
+        problem = "its Meta declares no salesforce_object"
+        return Target(schema, schema.__name__, enabled, (), problem=problem, write=write)
     declared = {
         (f.data_key or n): f.metadata.get("salesforce") or {}
         for n, f in schema._declared_fields.items()
         if not f.load_only
     }
     try:
-        instance = _instance(schema, settings)
-        dumps = [
-            (document["increment_id"], length, instance.dump(load_order(document)))
-            for document, length in probe_documents(settings)
-        ]
+        key = _declared_key(meta, write, settings)
+        dumps = _dumps(schema, settings)
     except Exception as exc:  # any failure of the mapping is reported, not raised
-        return Target(schema, sobject, enabled, (), f"{type(exc).__name__}: {exc}")
-    key_setting = getattr(meta, "salesforce_key", None)
-    if key_setting:
-        key = getattr(settings, key_setting)
-    else:
-        # The upsert key is the field that carries the order's own number in every sample.
-        key = next(
-            (
-                name
-                for name in dumps[0][2]
-                if all(dump.get(name) == number for number, _, dump in dumps)
-            ),
-            None,
-        )
-    names = list(dict.fromkeys([*declared, *(n for _, _, dump in dumps for n in dump)]))
+        problem = f"{type(exc).__name__}: {exc}"
+        return Target(schema, sobject, enabled, (), problem=problem, write=write)
+    names = list(dict.fromkeys([*declared, *(n for _, dump in dumps for n in dump)]))
     specs = tuple(
         _spec(
             name,
-            [(length, dump.get(name)) for _, length, dump in dumps],
+            [(length, dump.get(name)) for length, dump in dumps],
             declared.get(name, {}),
             name == key,
         )
         for name in names
     )
-    return Target(schema, sobject, enabled, specs)
+    return Target(schema, sobject, enabled, specs, write=write)
 
 
 def mapping_schemas(package=MAPPING_PACKAGE):
-    """The outbound schema classes of ``package``'s modules, in module and definition order."""
+    """The outbound schema classes of ``package``'s modules (those that declare their
+    ``salesforce_object``), in module and definition order."""
     found = []
     root = importlib.import_module(package)
     for info in pkgutil.iter_modules(root.__path__, f"{package}."):
@@ -322,7 +352,7 @@ def mapping_schemas(package=MAPPING_PACKAGE):
                 isinstance(value, type)
                 and issubclass(value, Schema)
                 and value.__module__ == module.__name__
-                and getattr(value.Meta, "unknown", None) != EXCLUDE
+                and getattr(value.Meta, "salesforce_object", None)
             ):
                 found.append(value)
     return found
@@ -346,11 +376,19 @@ def _where(sobject, name):
     return f"Setup > Object Manager > {sobject} > Fields & Relationships > {name}"
 
 
+# What the integration user must be able to do with a field, as its schema writes it: an upsert
+# creates a record or updates the fields it does not create.
+_NEEDED = {
+    UPSERT: ("createable", "updateable"),
+    CREATE: ("createable",),
+    UPDATE: ("updateable",),
+}
+
+
 def _access(target, spec, described):
-    # An upsert updates the fields it does not create; a schema without an upsert key makes
-    # records that are only ever created (a buyer's Account and Contact).
-    upserted = any(s.key for s in target.fields)
-    needed = ("createable", "updateable") if upserted and not spec.key else ("createable",)
+    needed = _NEEDED[target.write]
+    if spec.key:
+        needed = ("createable",)  # an upsert's URL carries the key: it is only ever created
     missing = [flag for flag in needed if not described.get(flag)]
     if missing:
         yield Finding.fail(
@@ -372,7 +410,7 @@ def _type(target, spec, described):
         )
         return
     if described["type"] not in ACCEPTS[spec.kind]:
-        written = "the order number" if spec.kind == "key" else f"{spec.kind} values"
+        written = WRITTEN_WORDS.get(spec.kind, f"{spec.kind} values")
         yield Finding.fail(
             subject,
             f"is a {_type_words(described)} field; the mapping writes {written} into it",
@@ -441,6 +479,8 @@ KEY_RULES = (*FIELD_RULES, _key)
 
 
 def _required_but_unwritten(target, describe):
+    if target.write == UPDATE:
+        return  # an update leaves the fields it does not write as they are
     written = {spec.name.lower() for spec in target.fields}
     for described in describe["fields"]:
         if (
@@ -489,12 +529,20 @@ def field_findings(target, describe):
     return [Finding.ok(target.label, _summary(target, by_name)), *found]
 
 
+_WRITTEN = {UPSERT: "created and updated", CREATE: "created", UPDATE: "updated"}
+
+
 def _summary(target, by_name):
-    written = "created and updated" if any(s.key for s in target.fields) else "created"
-    parts = [
-        f"the {len(target.fields)} fields the mapping writes exist, can be {written}, and hold "
-        "what it writes"
-    ]
+    written = _WRITTEN[target.write]
+    if len(target.fields) == 1:
+        head = f"{target.fields[0].name}, the one field the mapping writes, exists, can be "
+        parts = [f"{head}{written}, and holds what it writes"]
+    else:
+        count = len(target.fields)
+        parts = [
+            f"the {count} fields the mapping writes exist, can be {written}, and hold what it "
+            "writes"
+        ]
     parts.extend(f"{s.name} is a unique External ID" for s in target.fields if s.key)
     for spec in target.fields:
         if by_name[spec.name.lower()]["type"] in PICKLISTS and spec.values:

@@ -1,17 +1,15 @@
 """The Salesforce checks: a token, the API version, and the fields the mapping writes.
 
 They share one ``Org`` client: the process's ``TokenProvider`` (so the check obtains a token
-exactly as a worker does) and plain authenticated GETs of ``/services/data/`` and of each
-object's describe.
+exactly as a worker does) and the workers' own request path (``RestClient``) for the GETs of
+``/services/data/`` and of each object's describe.
 """
-
-import requests
 
 from magsync.check import mapping
 from magsync.check.report import Finding
-from magsync.errors import AuthenticationFailed
+from magsync.errors import AuthenticationFailed, SyncError
 from magsync.salesforce.auth import TokenProvider, explain, grant_for
-from magsync.salesforce.writer import build_session
+from magsync.salesforce.rest import RestClient, build_session
 from magsync.settings import ConfigError
 
 
@@ -24,12 +22,14 @@ class Unanswered(Exception):
 
 
 class Org:
-    """Authenticated reads from the org, for the checks (one token, refreshed on a 401)."""
+    """Authenticated reads from the org, for the checks (one token, refreshed on a 401, as the
+    workers' writes are)."""
 
     def __init__(self, settings):
         self.settings = settings
         self.session = build_session(settings)
         self.tokens = None
+        self.rest = None
         self._describes = {}
 
     def close(self):
@@ -38,44 +38,25 @@ class Org:
     def connect(self):
         """The token, from the grant the settings configure (``AuthenticationFailed``)."""
         self.tokens = TokenProvider(self.settings, self.session, grant_for(self.settings))
+        self.rest = RestClient(self.settings, self.tokens, self.session)
         return self.tokens.current()
 
     def get(self, path):
         """JSON of ``GET <instance><path>``; ``Unanswered`` on anything but 200."""
-        token = self.tokens.current()
-        response = self._get(token, path)
-        if response.status_code == 401:
-            response = self._get(self.tokens.refresh(token), path)
-        if response.status_code != 200:
-            try:
-                first = response.json()[0]
-                said = f"{first.get('errorCode')}: {first.get('message')}"
-            except (ValueError, LookupError, TypeError, AttributeError):
-                said = response.text[:200].strip()
-            raise Unanswered(
-                f"{path} answered {response.status_code} ({said})", response.status_code
-            )
-        return response.json()
-
-    def _get(self, token, path):
         try:
-            return self.session.get(
-                token.instance_url + path,
-                headers={
-                    "Authorization": f"Bearer {token.access_token}",
-                    "Accept": "application/json",
-                },
-                timeout=self.settings.sf_timeout,
-            )
-        except requests.RequestException as exc:
-            raise Unanswered(f"{path} did not answer ({type(exc).__name__})") from None
+            return self.rest.call("GET", path)
+        except SyncError as exc:
+            if exc.status is None:  # no answer at all: a timeout or a connection failure
+                raise Unanswered(f"{path} did not answer ({exc})") from None
+            first = next(iter(exc.errors), {})
+            said = f"{first.get('errorCode')}: {first.get('message')}"
+            if first.get("errorCode") is None:
+                said = first.get("message") or ""
+            raise Unanswered(f"{path} answered {exc.status} ({said})", exc.status) from None
 
     def describe(self, sobject):
         if sobject not in self._describes:
-            version = self.settings.sf_api_version
-            self._describes[sobject] = self.get(
-                f"/services/data/v{version}/sobjects/{sobject}/describe"
-            )
+            self._describes[sobject] = self.get(self.rest.data_path(f"sobjects/{sobject}/describe"))
         return self._describes[sobject]
 
 
@@ -135,6 +116,9 @@ def check_fields(ctx):
     for target in mapping.targets(settings):
         if not target.enabled:
             yield Finding.skip(target.label, "not written with these settings")
+            continue
+        if target.problem:
+            yield from mapping.field_findings(target, None)
             continue
         try:
             describe = org.describe(target.sobject)

@@ -9,15 +9,7 @@ import os
 from magsync.alerts import mask
 from magsync.check.report import Finding
 from magsync.salesforce.auth import JwtBearerGrant, grant_for
-from magsync.settings import ConfigError, Settings, mask_url
-
-MAGENTO_REST = (
-    "magento_base_url",
-    "magento_consumer_key",
-    "magento_consumer_secret",
-    "magento_access_token",
-    "magento_access_token_secret",
-)
+from magsync.settings import MAGENTO_REST, ConfigError, Settings, mask_url
 
 
 def parse(environ):
@@ -95,7 +87,7 @@ def _webhook_secret(settings):
 
 
 def _magento_rest(settings):
-    missing = [Settings.env_name(n) for n in MAGENTO_REST if not getattr(settings, n)]
+    missing = settings.unset(*MAGENTO_REST)
     if len(missing) == len(MAGENTO_REST):
         yield Finding.warn(
             "MAGENTO_*",

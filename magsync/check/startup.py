@@ -18,7 +18,7 @@ from magsync.salesforce.auth import (
     grant_for,
     refused_credentials,
 )
-from magsync.salesforce.writer import build_session
+from magsync.salesforce.rest import build_session
 
 
 class CredentialsRefused(Exception):

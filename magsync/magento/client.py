@@ -13,6 +13,7 @@ from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
 from requests_oauthlib import OAuth1
 
 from magsync.errors import RetryLater, classify_magento
+from magsync.settings import MAGENTO_REST
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +24,7 @@ class MagentoClient:
     """Read access to orders. One per worker process; thread-safe for reads."""
 
     def __init__(self, settings, session=None):
-        settings.require(
-            "magento_base_url",
-            "magento_consumer_key",
-            "magento_consumer_secret",
-            "magento_access_token",
-            "magento_access_token_secret",
-        )
+        settings.require(*MAGENTO_REST)
         self.settings = settings
         self.session = session or requests.Session()
         self.auth = OAuth1(

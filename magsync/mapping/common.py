@@ -1,6 +1,8 @@
-"""What the outbound schemas share: the buyer's names, text limits, and per-order extras."""
+"""What the outbound schemas share: the buyer's names and company, the billing address, money,
+text limits, and the currency."""
 
 import re
+from decimal import ROUND_HALF_UP, Decimal
 
 TEXT_LIMITS = {
     "name": 255,
@@ -81,32 +83,49 @@ def first_name(order):
     return limited("first_name", first) if last else None
 
 
-def address_fields(order, names):
-    """The billing address under the field names ``names`` gives for street, city, state,
-    postal code and country (and phone)."""
+def company(order, fallback):
+    """The billing address's company, else ``fallback``, cut to a name's length."""
     address = order.billing_address
-    if address is None:
-        return {}
-    values = {
-        "street": "\n".join(address.street) if address.street else None,
-        "city": address.city,
-        "state": address.region,
-        "postal_code": address.postcode,
-        "country": address.country_id,
-        "phone": address.telephone,
+    named = address.company.strip() if address and address.company else None
+    return limited("name", named or fallback)
+
+
+# The parts of the billing address, each as the canonical address holds it.
+_ADDRESS_PARTS = {
+    "street": lambda address: "\n".join(address.street) if address.street else None,
+    "city": lambda address: address.city,
+    "state": lambda address: address.region,
+    "postal_code": lambda address: address.postcode,
+    "country": lambda address: address.country_id,
+    "phone": lambda address: address.telephone,
+}
+
+
+def address_fields(order, names):
+    """The billing address under the field names ``names`` gives for its parts (``street``,
+    ``city``, ``state``, ``postal_code``, ``country``, ``phone``), each cut to the length of
+    Salesforce's own address fields (a city longer than 40 characters must not cost the order a
+    STRING_TOO_LONG). A part the order lacks is None (an upsert then clears the field)."""
+    address = order.billing_address
+    return {
+        name: limited(kind, _ADDRESS_PARTS[kind](address)) if address else None
+        for kind, name in names.items()
     }
-    return {names[kind]: limited(kind, value) for kind, value in values.items() if kind in names}
 
 
-def order_extras(order, settings):
-    """Fields every order record carries when they apply: the currency (multi-currency orgs)
-    and, for an edited order, the order it replaces."""
-    extras = {}
+CENTS = Decimal("0.01")
+
+
+def money(amount):
+    """An amount to the cent, half up (``Decimal`` end to end: never float arithmetic)."""
+    return amount.quantize(CENTS, rounding=ROUND_HALF_UP)
+
+
+def currency_fields(order, settings):
+    """``CurrencyIsoCode`` for multi-currency orgs (``SALESFORCE_MULTI_CURRENCY``), else none."""
     if settings.sf_multi_currency and order.order_currency_code:
-        extras["CurrencyIsoCode"] = order.order_currency_code.upper()
-    if order.parent_increment_id:
-        extras[settings.sf_parent_order_field] = order.parent_increment_id
-    return extras
+        return {"CurrencyIsoCode": order.order_currency_code.upper()}
+    return {}
 
 
 def without_empty(fields):

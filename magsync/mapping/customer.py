@@ -1,23 +1,28 @@
-"""The buyer as Salesforce keeps them: an Account and a Contact, created once per email.
+"""The buyer as Salesforce keeps them: an Account and a Contact, created once per email, and
+the Contact's role on each of the buyer's Opportunities.
 
-``account_fields(order)`` and ``contact_fields(order, settings)`` give the fields of a new
-record; empty values are left out. The Account is named after the billing company, else the
-buyer; the Contact carries the names (LastName is required: the first name or the email's local
-part stand in), the email, the phone and the billing address as mailing address. An email
-Salesforce cannot hold (``storable_email``) goes to the Contact's description instead.
+``account_record(order)`` and ``contact_record(order, settings, account)`` give the new records;
+empty values are left out. The Account is named after the billing company, else the buyer; the
+Contact carries the names (LastName is required: the first name or the email's local part stand
+in), the email, the phone, the billing address as mailing address, and its Account. An email
+Salesforce cannot hold (``storable_email``) goes to the Contact's description instead. A buyer's
+existing Contact without an Account is linked to the new one (``contact_account_update``).
+``contact_role_record`` makes the Contact the primary contact of an order's Opportunity, in the
+role ``SALESFORCE_CONTACT_ROLE``.
 """
 
-from marshmallow import Schema, fields, post_dump
+from marshmallow import fields, post_dump
 
 from magsync.mapping.common import (
     address_fields,
+    company,
     first_name,
     last_name,
-    limited,
     storable_email,
     unstorable_email_note,
     without_empty,
 )
+from magsync.mapping.records import CREATE, UPDATE, Link, OutboundSchema
 
 ACCOUNT_ADDRESS = {
     "street": "BillingStreet",
@@ -38,16 +43,15 @@ CONTACT_ADDRESS = {
 
 
 def account_name(order):
-    address = order.billing_address
-    company = address.company.strip() if address and address.company else None
-    return limited("name", company or order.customer_name or order.customer_email)
+    return company(order, order.customer_name or order.customer_email)
 
 
-class AccountSchema(Schema):
+class AccountSchema(OutboundSchema):
     """A new Account's fields (created once per buyer, never upserted)."""
 
     class Meta:
         salesforce_object = "Account"
+        salesforce_write = CREATE
 
     Name = fields.Function(account_name)
 
@@ -56,31 +60,54 @@ class AccountSchema(Schema):
         return without_empty({**data, **address_fields(order, ACCOUNT_ADDRESS)})
 
 
-class ContactSchema(Schema):
-    """A new Contact's fields, without ``AccountId`` (created once per buyer)."""
+class ContactSchema(OutboundSchema):
+    """A new Contact's fields, with its Account when given in ``links`` (created once per
+    buyer)."""
 
     class Meta:
         salesforce_object = "Contact"
+        salesforce_write = CREATE
 
     FirstName = fields.Function(first_name)
     LastName = fields.Function(last_name)
     Email = fields.Function(lambda order: storable_email(order.customer_email))
-    Description = fields.Method("get_description")
+    Description = fields.Function(unstorable_email_note)
     LeadSource = fields.Method("get_lead_source")
-
-    def __init__(self, settings, **kwargs):
-        super().__init__(**kwargs)
-        self.settings = settings
+    AccountId = Link()
 
     def get_lead_source(self, order):
         return self.settings.sf_lead_source
 
-    def get_description(self, order):
-        return unstorable_email_note(order)
-
     @post_dump(pass_original=True)
     def add_address(self, data, order, **kwargs):
         return without_empty({**data, **address_fields(order, CONTACT_ADDRESS)})
+
+
+class ContactAccountSchema(OutboundSchema):
+    """The link of a buyer's existing Contact (which has no Account) to the buyer's new one."""
+
+    class Meta:
+        salesforce_object = "Contact"
+        salesforce_write = UPDATE
+
+    AccountId = Link()
+
+
+class ContactRoleSchema(OutboundSchema):
+    """The buyer's Contact as the primary contact role of an order's Opportunity (created once
+    per order; its links are the Opportunity and the Contact)."""
+
+    class Meta:
+        salesforce_object = "OpportunityContactRole"
+        salesforce_write = CREATE
+
+    OpportunityId = Link()
+    ContactId = Link()
+    Role = fields.Method("get_role")
+    IsPrimary = fields.Constant(True)
+
+    def get_role(self, order):
+        return self.settings.sf_contact_role
 
 
 def account_fields(order):
@@ -88,6 +115,29 @@ def account_fields(order):
     return AccountSchema().dump(order)
 
 
-def contact_fields(order, settings):
-    """Fields of the Contact for the buyer of ``order`` (without ``AccountId``)."""
-    return ContactSchema(settings).dump(order)
+def contact_fields(order, settings, account=None):
+    """Fields of the Contact for the buyer of ``order``, linked to ``account`` when given."""
+    links = {"AccountId": account} if account is not None else {}
+    return ContactSchema(settings, links=links).dump(order)
+
+
+def account_record(order):
+    """The new Account for the buyer of ``order``."""
+    return AccountSchema().new_record(order)
+
+
+def contact_record(order, settings, account):
+    """The new Contact for the buyer of ``order``, in ``account`` (an id or a reference)."""
+    return ContactSchema(settings, links={"AccountId": account}).new_record(order)
+
+
+def contact_account_update(order, contact_id, account):
+    """The ``Update`` linking the buyer's existing Contact ``contact_id`` to ``account``."""
+    return ContactAccountSchema(links={"AccountId": account}).update(order, contact_id)
+
+
+def contact_role_record(order, settings, opportunity, contact):
+    """The contact role making ``contact`` the primary contact of ``opportunity`` (ids or
+    references)."""
+    links = {"OpportunityId": opportunity, "ContactId": contact}
+    return ContactRoleSchema(settings, links=links).new_record(order)

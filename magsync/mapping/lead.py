@@ -7,18 +7,21 @@ name, else the email's local part); Company is the billing address's company, el
 An email Salesforce cannot hold (``storable_email``) is written in the description instead.
 """
 
-from marshmallow import Schema, fields, post_dump
+from marshmallow import fields, post_dump
 
 from magsync.mapping.common import (
     address_fields,
+    company,
+    currency_fields,
     first_name,
     last_name,
-    limited,
-    order_extras,
+    money,
     storable_email,
     unstorable_email_note,
 )
-from magsync.mapping.opportunity import CENTS, DESCRIPTION_LIMIT, Record, describe_items
+from magsync.mapping.edits import replacing_fields
+from magsync.mapping.opportunity import DESCRIPTION_LIMIT, describe_items
+from magsync.mapping.records import UPSERT, OutboundSchema
 
 LEAD_ADDRESS = {
     "street": "Street",
@@ -28,14 +31,14 @@ LEAD_ADDRESS = {
     "country": "Country",
     "phone": "Phone",
 }
-ADDRESS_FIELDS = ("Street", "City", "State", "PostalCode", "Country", "Phone")
 
 
-class LeadSchema(Schema):
+class LeadSchema(OutboundSchema):
     """Dumps an ``Order`` as Lead fields, the external-id field included."""
 
     class Meta:
         salesforce_object = "Lead"
+        salesforce_write = UPSERT
         salesforce_key = "sf_lead_external_id_field"
 
     FirstName = fields.Function(first_name)
@@ -45,22 +48,15 @@ class LeadSchema(Schema):
     LeadSource = fields.Method("get_lead_source")
     Description = fields.Method("get_description")
 
-    def __init__(self, settings, **kwargs):
-        super().__init__(**kwargs)
-        self.settings = settings
-
     def get_company(self, order):
-        address = order.billing_address
-        company = address.company.strip() if address and address.company else None
-        return limited("name", company or self.settings.sf_lead_company)
+        return company(order, self.settings.sf_lead_company)
 
     def get_lead_source(self, order):
         return self.settings.sf_lead_source
 
     def get_description(self, order):
-        total = order.grand_total.quantize(CENTS)
         currency = f" {order.order_currency_code}" if order.order_currency_code else ""
-        head = f"Order {order.increment_id} total: {total}{currency}"
+        head = f"Order {order.increment_id} total: {money(order.grand_total)}{currency}"
         note = unstorable_email_note(order)
         if note:
             head = f"{head}\n{note}"
@@ -69,18 +65,12 @@ class LeadSchema(Schema):
 
     @post_dump(pass_original=True)
     def add_order_fields(self, data, order, **kwargs):
-        address = address_fields(order, LEAD_ADDRESS)
-        data.update({name: address.get(name) for name in ADDRESS_FIELDS})
-        data.update(order_extras(order, self.settings))
-        data[self.settings.sf_lead_external_id_field] = order.increment_id
+        data.update(address_fields(order, LEAD_ADDRESS))
+        data.update(currency_fields(order, self.settings))
+        data.update(replacing_fields(order, self.settings))
         return data
 
 
 def lead_record(order, settings):
     """The Lead ``Record`` for a guest's ``order``, keyed on its increment id."""
-    return Record(
-        sobject="Lead",
-        external_id_field=settings.sf_lead_external_id_field,
-        external_id=order.increment_id,
-        fields=LeadSchema(settings).dump(order),
-    )
+    return LeadSchema(settings).record(order)

@@ -10,37 +10,34 @@ that as a ``Record`` for the writer. For the seed's example order it yields::
     Billing_State__c "State", Billing_PostalCode__c "12345", Billing_Country__c "US",
     Description "Product X (SKU: PROD-XYZ, Qty: 1)", LeadSource "Magento E-commerce"
 
-Where they apply, it adds ``CurrencyIsoCode`` (``SALESFORCE_MULTI_CURRENCY``), the replaced
-order's number for an edited order (``SALESFORCE_PARENT_ORDER_FIELD``) and, for an order an edit
-replaced, the canceled stage and a note naming the replacement (``SALESFORCE_REPLACED_NOTE_FIELD``).
-An email Salesforce's Email fields refuse (a quoted local part) is left out. The pipeline adds
-the links (``AccountId``), which depend on Salesforce ids.
+Where they apply, it adds ``CurrencyIsoCode`` (``SALESFORCE_MULTI_CURRENCY``) and what an edit
+writes (``magsync.mapping.edits``): for an edited order the number of the order it replaces, for
+an order an edit replaced the canceled stage and a note naming the replacement. An email
+Salesforce's Email fields refuse (a quoted local part) is left out. The link to the buyer's
+Account (``AccountId``) is added at write time (``with_account``): it depends on Salesforce ids.
 """
 
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from marshmallow import fields, post_dump
 
-from marshmallow import Schema, fields, post_dump
-
-from magsync.mapping.common import limited, order_extras, storable_email, truncate
+from magsync.mapping.common import (
+    address_fields,
+    currency_fields,
+    money,
+    storable_email,
+    truncate,
+)
+from magsync.mapping.edits import replaced_fields, replacing_fields
+from magsync.mapping.records import UPSERT, Link, OutboundSchema
 
 NAME_LIMIT = 120  # Opportunity.Name is a Text(120)
 DESCRIPTION_LIMIT = 32000  # Opportunity.Description is a Long Text Area(32000)
-CENTS = Decimal("0.01")
-
-
-@dataclass(frozen=True)
-class Record:
-    """One record to upsert: its object, its external-id field and value, and its fields."""
-
-    sobject: str
-    external_id_field: str
-    external_id: str
-    fields: dict
-
-    def body(self):
-        """The fields without the external-id field (an upsert URL carries that one)."""
-        return {k: v for k, v in self.fields.items() if k != self.external_id_field}
+BILLING_ADDRESS = {
+    "street": "Billing_Street__c",
+    "city": "Billing_City__c",
+    "state": "Billing_State__c",
+    "postal_code": "Billing_PostalCode__c",
+    "country": "Billing_Country__c",
+}
 
 
 def _number(value):
@@ -64,34 +61,25 @@ def describe_items(items, limit=DESCRIPTION_LIMIT):
     return text  # pragma: no cover - the loop always returns when text exceeds the limit
 
 
-def _billing(order, attribute, kind):
-    """A billing address part, cut to the length of Salesforce's address fields (a city longer
-    than 40 characters must not cost the whole order a STRING_TOO_LONG)."""
-    address = order.billing_address
-    return limited(kind, getattr(address, attribute)) if address else None
-
-
-class OpportunitySchema(Schema):
+class OpportunitySchema(OutboundSchema):
     """Dumps an ``Order`` as Opportunity fields. Settings give the names and rules."""
+
+    class Meta:
+        salesforce_object = "Opportunity"
+        salesforce_write = UPSERT
+        salesforce_key = "sf_external_id_field"
 
     Name = fields.Method("get_name")
     Amount = fields.Method("get_amount")
     StageName = fields.Method("get_stage")
     CloseDate = fields.Method("get_close_date")
     Magento_Customer_Email__c = fields.Function(lambda order: storable_email(order.customer_email))
-    Billing_Street__c = fields.Method("get_street")
-    Billing_City__c = fields.Function(lambda order: _billing(order, "city", "city"))
-    Billing_State__c = fields.Function(lambda order: _billing(order, "region", "state"))
-    Billing_PostalCode__c = fields.Function(
-        lambda order: _billing(order, "postcode", "postal_code")
-    )
-    Billing_Country__c = fields.Function(lambda order: _billing(order, "country_id", "country"))
     Description = fields.Method("get_description")
     LeadSource = fields.Method("get_lead_source")
+    AccountId = Link()
 
     def __init__(self, settings, previous_stage=None, replaced_by=None, **kwargs):
-        super().__init__(**kwargs)
-        self.settings = settings
+        super().__init__(settings, **kwargs)
         self.previous_stage = previous_stage
         self.replaced_by = replaced_by
 
@@ -103,28 +91,20 @@ class OpportunitySchema(Schema):
         return truncate(f"{prefix} - {name}", NAME_LIMIT)
 
     def get_amount(self, order):
-        return order.grand_total.quantize(CENTS, rounding=ROUND_HALF_UP)
+        return money(order.grand_total)
 
     def get_stage(self, order):
         """The mapped stage; states outside the map (on hold, in review) keep the current one.
 
-        An order an edit replaced is lost, whatever state it is in.
+        An order an edit replaced is lost, whatever state it is in (``add_order_fields``).
         """
         stage_map = self.settings.sf_stage_map
-        if self.replaced_by:
-            return replaced_stage(self.settings)
         if order.state in stage_map:
             return stage_map[order.state]
         return self.previous_stage or stage_map.get("new")
 
     def get_close_date(self, order):
         return self.settings.sf_close_date_offset.apply(order.created_at.date()).isoformat()
-
-    def get_street(self, order):
-        address = order.billing_address
-        if not address or not address.street:
-            return None
-        return limited("street", "\n".join(address.street))
 
     def get_description(self, order):
         return describe_items(order.sold_items)
@@ -134,34 +114,25 @@ class OpportunitySchema(Schema):
 
     @post_dump(pass_original=True)
     def add_order_fields(self, data, order, **kwargs):
-        data.update(order_extras(order, self.settings))
+        data.update(address_fields(order, BILLING_ADDRESS))
+        data.update(currency_fields(order, self.settings))
+        data.update(replacing_fields(order, self.settings))
         if self.replaced_by:
-            data[self.settings.sf_replaced_note_field] = replaced_note(self.replaced_by)
-        data[self.settings.sf_external_id_field] = order.increment_id
+            data.update(replaced_fields(self.replaced_by, self.settings))
         return data
 
 
-def replaced_stage(settings):
-    """The stage of an order an edit replaced: the canceled one of the stage map."""
-    return settings.sf_stage_map.get("canceled", "Closed Lost")
-
-
-def replaced_note(replacement):
-    return f"Replaced by edited order {replacement}"
-
-
 def opportunity_record(order, settings, previous_stage=None, replaced_by=None):
-    """The Opportunity ``Record`` for ``order``, keyed on its increment id.
+    """The Opportunity ``Record`` for ``order``, keyed on its increment id, without links.
 
     ``previous_stage`` is the stage last written (kept for states outside the map);
     ``replaced_by`` the number of the edited order that replaced this one, if any.
     """
-    fields_ = OpportunitySchema(
-        settings, previous_stage=previous_stage, replaced_by=replaced_by
-    ).dump(order)
-    return Record(
-        sobject="Opportunity",
-        external_id_field=settings.sf_external_id_field,
-        external_id=order.increment_id,
-        fields=fields_,
-    )
+    schema = OpportunitySchema(settings, previous_stage=previous_stage, replaced_by=replaced_by)
+    return schema.record(order)
+
+
+def with_account(record, account):
+    """The Opportunity ``record`` linked to the buyer's Account: its id, or a Composite
+    reference to the Account the same call creates."""
+    return record.linked(AccountId=account)

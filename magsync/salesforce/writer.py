@@ -1,9 +1,9 @@
-"""Writing records to Salesforce with simple-salesforce, one API call per batch.
+"""Writing records to Salesforce, one API call per batch.
 
 ``SalesforceWriter.upsert(records)`` upserts by external id:
 
-- one record: ``PATCH sobjects/{Type}/{ExtField}/{value}`` (value URL-encoded, which
-  simple-salesforce's own ``upsert`` does not do), answering 201 created / 200 updated;
+- one record: ``PATCH sobjects/{Type}/{ExtField}/{value}`` (value URL-encoded), answering 201
+  created / 200 updated;
 - several (same object and key): sObject Collections ``PATCH composite/sobjects/{Type}/{ExtField}``
   in chunks of 200, one API call each, with a result per record.
 
@@ -11,30 +11,16 @@
 ``composite(subrequests)`` sends up to 25 ``Subrequest`` in one Composite call, all or none, later
 ones referring to earlier results as ``@{ref.id}``. ``calls`` counts this thread's API calls.
 
-A call that fails as a whole raises the outcome ``classify_salesforce`` gives it. An expired
-session is refreshed through the ``TokenProvider`` and the call repeated once; a second 401 is an
-``AuthenticationFailed``.
+Every call goes through ``magsync.salesforce.rest.RestClient``: a call that fails as a whole
+raises the outcome ``classify_salesforce`` gives it, and an expired session is refreshed and the
+call repeated once.
 """
 
-import json
-import logging
-import threading
 from dataclasses import dataclass
-from decimal import Decimal
 from urllib.parse import quote, urlencode
 
-import requests
-from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceError
-
-from magsync.errors import (
-    RetryLater,
-    SessionExpired,
-    SyncError,
-    classify_salesforce,
-)
-
-log = logging.getLogger(__name__)
+from magsync.errors import RetryLater, SyncError, classify_salesforce
+from magsync.salesforce.rest import RestClient
 
 COLLECTION_LIMIT = 200
 COMPOSITE_LIMIT = 25
@@ -87,46 +73,6 @@ class UpsertResult:
         return self.error is None
 
 
-def _encode_decimal(value):
-    if isinstance(value, Decimal):
-        # JSON numbers are written from floats here; Salesforce currency and number fields hold
-        # at most 18 digits, well inside a float's exact round-trip of 15 significant digits,
-        # and the check below refuses any value whose text would change.
-        as_float = float(value)
-        if Decimal(repr(as_float)) != value.normalize():
-            raise ValueError(f"{value} cannot be written exactly as a JSON number")
-        return as_float
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def dumps(document):
-    """JSON for Salesforce, with ``Decimal`` written as exact numbers."""
-    return json.dumps(document, default=_encode_decimal, ensure_ascii=False)
-
-
-class _Session(requests.Session):
-    """A session whose configured CA bundle wins over ``REQUESTS_CA_BUNDLE`` in the environment.
-
-    requests lets that variable override ``Session.verify``; proxies still come from the
-    environment as usual.
-    """
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):
-        if verify is None and isinstance(self.verify, str):
-            verify = self.verify
-        return super().merge_environment_settings(url, proxies, stream, verify, cert)
-
-
-def build_session(settings):
-    """A ``requests.Session`` for Salesforce: keep-alive, CA bundle when one is configured."""
-    session = _Session()
-    if settings.sf_ca_bundle:
-        session.verify = settings.sf_ca_bundle
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16)
-    session.mount("https://", adapter)
-    return session
-
-
 class SalesforceWriter:
     """Upserts records; thread-safe; one per worker process (it shares the process's token)."""
 
@@ -134,8 +80,7 @@ class SalesforceWriter:
         self.settings = settings
         self.tokens = tokens
         self.session = session
-        self._local = threading.local()
-        session.hooks["response"].append(self._remember_response)
+        self.rest = RestClient(settings, tokens, session)
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -169,13 +114,12 @@ class SalesforceWriter:
         """
         if not 0 < len(subrequests) <= COMPOSITE_LIMIT:
             raise ValueError(f"a Composite call takes 1 to {COMPOSITE_LIMIT} subrequests")
-        base = f"/services/data/v{self.settings.sf_api_version}/"
         document = {
             "allOrNone": True,
             "compositeRequest": [
                 {
                     "method": sub.method,
-                    "url": base + sub.path,
+                    "url": self.rest.data_path(sub.path),
                     "referenceId": sub.reference_id,
                     **({"body": sub.body} if sub.body is not None else {}),
                 }
@@ -215,12 +159,12 @@ class SalesforceWriter:
     @property
     def calls(self):
         """API calls this thread has sent (every request to the data API counts)."""
-        return getattr(self._local, "calls", 0)
+        return self.rest.calls
 
     @property
     def last_api_usage(self):
         """The ``Sforce-Limit-Info`` of this thread's last response (``api-usage=N/M``)."""
-        return getattr(self._local, "api_usage", None)
+        return self.rest.last_api_usage
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -233,7 +177,7 @@ class SalesforceWriter:
         path = f"composite/sobjects/{first.sobject}/{first.external_id_field}"
         document = {
             "allOrNone": False,
-            "records": [{"attributes": {"type": r.sobject}, **r.fields} for r in records],
+            "records": [{"attributes": {"type": r.sobject}, **r.payload()} for r in records],
         }
         outcomes = self._call("PATCH", path, document)
         results = []
@@ -250,60 +194,7 @@ class SalesforceWriter:
         return results
 
     def _call(self, method, path, document):
-        """One REST call with the process's token; refresh and repeat once on a 401.
-
-        A second 401 is an ``AuthenticationFailed`` (reported by the token provider).
-        """
-        token = self.tokens.current()
-        try:
-            result = self._send(token, method, path, document)
-        except SessionExpired:
-            log.info("salesforce session expired, refreshing", extra={"path": path})
-        else:
-            self.tokens.accepted()
-            return result
-        token = self.tokens.refresh(token)
-        try:
-            result = self._send(token, method, path, document)
-        except SessionExpired as exc:
-            raise self.tokens.refused(token, exc.errors) from None
-        self.tokens.accepted()
-        return result
-
-    def _send(self, token, method, path, document):
-        client = Salesforce(
-            instance_url=token.instance_url,
-            session_id=token.access_token,
-            session=self.session,
-            version=self.settings.sf_api_version,
-        )
-        self._local.response = None
-        self._local.calls = self.calls + 1
-        try:
-            result = client.restful(
-                path,
-                method=method,
-                data=dumps(document) if document is not None else None,
-                timeout=self.settings.sf_timeout,
-            )
-        except SalesforceError as exc:
-            response = self._local.response
-            headers = response.headers if response is not None else {}
-            raise classify_salesforce(exc.status, exc.content, headers) from None
-        except requests.Timeout:
-            raise RetryLater("Salesforce did not answer in time", reason="timeout") from None
-        except requests.RequestException as exc:
-            raise RetryLater(
-                f"Salesforce unreachable: {type(exc).__name__}", reason="connection_error"
-            ) from None
-        return result if result is not None else {}
-
-    def _remember_response(self, response, *args, **kwargs):
-        self._local.response = response
-        usage = response.headers.get("Sforce-Limit-Info")
-        if usage:
-            self._local.api_usage = usage
-        return response
+        return self.rest.call(method, self.rest.data_path(path), document)
 
 
 def _error_items(body):

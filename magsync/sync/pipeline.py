@@ -11,13 +11,14 @@ decides what retrying or dead-lettering means. Step by step:
    the ledger decides. The version is the order's ``updated_at`` and the hash of the fields it
    maps to. Older than the last applied version: skipped as stale. The same fields as the last
    applied version: skipped as unchanged, without any Salesforce call.
-3. The write, for an order Salesforce already has, is one upsert by external id, linked to the
-   buyer's Account from the ledger. An order's first write is one Composite call, all or none:
-   the buyer's Account and Contact when they are new (looked up by email first, one SOQL query,
-   under the buyer's lock, so two first orders of one buyer make one Account and one Contact),
-   the Opportunity upsert with ``AccountId``, its contact role, and for an edited order the
-   parent's Opportunity set to lost with a note naming the replacement. A guest's order in
-   ``lead`` mode is one Lead upsert.
+3. The write (``magsync.sync.writes``), for an order Salesforce already has, is one upsert by
+   external id, linked to the buyer's Account from the ledger. An order's first write is one
+   Composite call, all or none: the buyer's Account and Contact when they are new (found by
+   ``magsync.sync.buyers``: looked up by email first, one SOQL query, under the buyer's lock, so
+   two first orders of one buyer make one Account and one Contact), the Opportunity upsert with
+   ``AccountId``, its contact role, and for an edited order the parent's Opportunity set to lost
+   with a note naming the replacement. A guest's order in ``lead`` mode is one Lead upsert.
+   Every field written comes from ``magsync.mapping``.
 4. The ledger records the version as applied only after Salesforce confirmed it. A worker that
    dies between the two leaves the write "in doubt": the redelivered event applies the same
    version again, which the upsert by external id makes harmless, and checks for the contact
@@ -28,70 +29,19 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import threading
-from dataclasses import dataclass
 
-from magsync.errors import DeadLetter
-from magsync.ledger import Applied, Customer, Ledger, Version
-from magsync.magento.client import MagentoClient
-from magsync.mapping.common import customer_key, storable_email
-from magsync.mapping.customer import account_fields, contact_fields
+from magsync.ledger import Version
+from magsync.mapping.common import customer_key
 from magsync.mapping.lead import lead_record
-from magsync.mapping.opportunity import opportunity_record, replaced_note, replaced_stage
+from magsync.mapping.opportunity import opportunity_record
 from magsync.mapping.order import load_order
-from magsync.salesforce.auth import TokenProvider
-from magsync.salesforce.lookups import find_contact, find_contact_role
-from magsync.salesforce.writer import (
-    SalesforceWriter,
-    Subrequest,
-    build_session,
-    reference,
-)
+
+# The task shell finds all it calls here: the per-process services too.
+from magsync.sync.writes import write_lead, write_opportunity
 
 log = logging.getLogger(__name__)
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-# What Salesforce answers when a write refers to a record that was deleted or merged away.
-STALE_REFERENCES = {"INVALID_CROSS_REFERENCE_KEY", "ENTITY_IS_DELETED"}
-
-
-@dataclass
-class Services:
-    """What a worker process needs to sync orders; built once per process."""
-
-    settings: object
-    writer: SalesforceWriter
-    magento: MagentoClient | None
-    ledger: Ledger
-
-    @classmethod
-    def build(cls, settings):
-        """Nothing here connects: the ledger and the token are fetched on first use."""
-        session = build_session(settings)
-        tokens = TokenProvider(settings, session)
-        magento = MagentoClient(settings) if settings.magento_rest_enabled else None
-        writer = SalesforceWriter(settings, tokens, session)
-        return cls(settings, writer, magento, Ledger(settings))
-
-    def close(self):
-        self.ledger.close()
-        self.writer.session.close()
-        if self.magento is not None:
-            self.magento.session.close()
-
-
-_services = {}
-_services_lock = threading.Lock()
-
-
-def services_for(settings):
-    """The current process's ``Services`` (forked worker children build their own)."""
-    key = (os.getpid(), id(settings))
-    with _services_lock:
-        if key not in _services:
-            _services[key] = Services.build(settings)
-        return _services[key]
 
 
 def sync_order(event, services):
@@ -155,25 +105,13 @@ def skip_reason(version, state):
 
 
 def _apply(order, source, services, locks):
-    settings, ledger = services.settings, services.ledger
     locks.acquire("order", order.increment_id)
-    parent_number = order.parent_increment_id
-    if parent_number:
+    if order.parent_increment_id:
         # Always after the edited order's own lock: locks are taken child first, everywhere.
-        locks.acquire("order", parent_number)
-    state = ledger.order(order.increment_id)
-    record = primary_record(order, state, settings)
-    version = Version(
-        increment_id=order.increment_id,
-        entity_id=order.entity_id,
-        store_id=order.store_id,
-        updated_at=order.updated_at,
-        payload_hash=record_hash(record),
-        state=order.state,
-        customer_email=customer_key(order.customer_email),
-        source=source,
-        parent_increment_id=parent_number,
-    )
+        locks.acquire("order", order.parent_increment_id)
+    state = services.ledger.order(order.increment_id)
+    record = primary_record(order, state, services.settings)
+    version = _version(order, record, source)
     summary = {
         "order": order.increment_id,
         "updated_at": order.updated_at.strftime(TIME_FORMAT),
@@ -182,19 +120,37 @@ def _apply(order, source, services, locks):
     }
     reason = skip_reason(version, state)
     if reason is not None:
-        ledger.skip(version, reason)
+        services.ledger.skip(version, reason)
         summary["skipped"] = reason
         log.info("order event skipped", extra=summary)
         return summary
+    return _write(order, record, state, version, services, locks, summary)
 
-    attempt = ledger.begin(version)
+
+def _version(order, record, source):
+    return Version(
+        increment_id=order.increment_id,
+        entity_id=order.entity_id,
+        store_id=order.store_id,
+        updated_at=order.updated_at,
+        payload_hash=record_hash(record),
+        state=order.state,
+        customer_email=customer_key(order.customer_email),
+        source=source,
+        parent_increment_id=order.parent_increment_id,
+    )
+
+
+def _write(order, record, state, version, services, locks, summary):
+    """Write ``version`` and record it as applied once Salesforce confirmed it."""
+    attempt = services.ledger.begin(version)
     calls_before = services.writer.calls
     if record.sobject == "Lead":
-        applied = _write_lead(record, services)
+        applied = write_lead(record, services)
     else:
-        applied = _write_opportunity(order, record, state, services, locks)
+        applied = write_opportunity(order, record, state, services, locks)
     applied = dataclasses.replace(applied, api_calls=services.writer.calls - calls_before)
-    ledger.applied(version, applied)
+    services.ledger.applied(version, applied)
     summary.update(
         sobject=applied.sobject,
         sf_id=applied.record_id,
@@ -208,166 +164,6 @@ def _apply(order, source, services, locks):
     # Keys of ``extra`` must not collide with LogRecord attributes ("created", "name", ...).
     log.info(message, extra={**summary, "api_usage": services.writer.last_api_usage})
     return summary
-
-
-# -- writing ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Buyer:
-    """The buyer's Account and Contact as this write will link them."""
-
-    email: str
-    account_id: str | None
-    contact_id: str | None
-    create_account: bool = False
-    create_contact: bool = False
-    link_contact: bool = False  # an existing Contact without an Account gets the new one
-    new: bool = False  # not in the ledger yet: remember it once written
-
-    @property
-    def existing_contact(self):
-        return self.contact_id is not None and not self.create_contact
-
-
-def _buyer(order, state, services, locks, fresh=False):
-    """Who bought: from the order's own row, the ledger's customers, or one SOQL lookup.
-
-    ``fresh`` skips what the ledger remembers (Salesforce refused those ids).
-    """
-    ledger = services.ledger
-    email = customer_key(order.customer_email)
-    if not fresh and state is not None and state.contact_id and state.customer_email == email:
-        return Buyer(email, state.account_id, state.contact_id)
-    cached = None if fresh else ledger.customer(email)
-    if cached is None:
-        # The buyer's first order(s): one worker at a time looks the buyer up and creates them;
-        # the others then find them in the ledger.
-        locks.acquire("customer", email)
-        cached = None if fresh else ledger.customer(email)
-    if cached is not None:
-        return Buyer(email, cached.account_id, cached.contact_id)
-    # An address Salesforce cannot hold in an Email field is in no Contact's Email: only the
-    # ledger knows its buyer.
-    found = find_contact(services.writer, email) if storable_email(email) else None
-    if found is None:
-        return Buyer(email, None, None, create_account=True, create_contact=True, new=True)
-    contact_id, account_id = found
-    if account_id is None:
-        return Buyer(email, None, contact_id, create_account=True, link_contact=True, new=True)
-    return Buyer(email, account_id, contact_id, new=True)
-
-
-def _write_lead(record, services):
-    [result] = services.writer.upsert([record])
-    if not result.ok:
-        raise result.error
-    return Applied(sobject="Lead", record_id=result.id, created=result.created)
-
-
-def _write_opportunity(order, record, state, services, locks, fresh=False):
-    buyer = _buyer(order, state, services, locks, fresh)
-    try:
-        return _write_linked(order, record, state, services, buyer)
-    except DeadLetter as exc:
-        refused = {e.get("errorCode") for e in exc.errors} & STALE_REFERENCES
-        if fresh or buyer.new or not refused:
-            raise
-    # The Account or Contact the ledger remembers was deleted or merged in Salesforce: forget
-    # it, look the buyer up again and write once more.
-    log.warning(
-        "remembered customer refused by salesforce",
-        extra={"order": order.increment_id, "reason": ",".join(sorted(refused))},
-    )
-    services.ledger.forget_customer(buyer.email)
-    return _write_opportunity(order, record, state, services, locks, fresh=True)
-
-
-def _write_linked(order, record, state, services, buyer):
-    settings, writer, ledger = services.settings, services.writer, services.ledger
-    subrequests = []
-
-    account = buyer.account_id
-    if buyer.create_account:
-        subrequests.append(Subrequest.create("account", "Account", account_fields(order)))
-        account = reference("account")
-    contact = buyer.contact_id
-    if buyer.create_contact:
-        fields = {**contact_fields(order, settings), "AccountId": account}
-        subrequests.append(Subrequest.create("contact", "Contact", fields))
-        contact = reference("contact")
-    elif buyer.link_contact:
-        subrequests.append(
-            Subrequest.update("contact", "Contact", buyer.contact_id, {"AccountId": account})
-        )
-
-    role_id = None
-    if state is not None and state.contact_role_id and state.contact_id == buyer.contact_id:
-        role_id = state.contact_role_id
-    elif state is not None and state.in_doubt and buyer.existing_contact:
-        # An earlier attempt may have created the role before its worker died.
-        role_id = find_contact_role(
-            writer, record.external_id_field, record.external_id, buyer.contact_id
-        )
-
-    parent_number = order.parent_increment_id
-    parent = ledger.order(parent_number) if parent_number else None
-    close_parent = bool(parent_number) and (
-        parent is None or parent.replaced_by != order.increment_id
-    )
-    if close_parent and parent is not None and parent.sobject == "Opportunity" and parent.record_id:
-        closing = {
-            "StageName": replaced_stage(settings),
-            settings.sf_replaced_note_field: replaced_note(order.increment_id),
-        }
-        subrequests.append(Subrequest.update("parent", "Opportunity", parent.record_id, closing))
-
-    linked = dataclasses.replace(record, fields={**record.fields, "AccountId": account})
-    stage = record.fields.get("StageName")
-    if not subrequests and role_id is not None:
-        [result] = writer.upsert([linked])
-        if not result.ok:
-            raise result.error
-        return Applied(
-            sobject="Opportunity",
-            record_id=result.id,
-            created=result.created,
-            stage=stage,
-            account_id=buyer.account_id,
-            contact_id=buyer.contact_id,
-            contact_role_id=role_id,
-            closed_parent=parent_number if close_parent else None,
-        )
-
-    subrequests.insert(_opportunity_position(subrequests), Subrequest.upsert("opportunity", linked))
-    if role_id is None:
-        role = {
-            "OpportunityId": reference("opportunity"),
-            "ContactId": contact,
-            "Role": settings.sf_contact_role,
-            "IsPrimary": True,
-        }
-        subrequests.append(Subrequest.create("role", "OpportunityContactRole", role))
-    results = writer.composite(subrequests)
-    opportunity = results["opportunity"]
-    account_id = results["account"]["id"] if buyer.create_account else buyer.account_id
-    contact_id = results["contact"]["id"] if buyer.create_contact else buyer.contact_id
-    return Applied(
-        sobject="Opportunity",
-        record_id=opportunity["id"],
-        created=opportunity.get("created"),
-        stage=stage,
-        account_id=account_id,
-        contact_id=contact_id,
-        contact_role_id=results["role"]["id"] if role_id is None else role_id,
-        new_customer=Customer(buyer.email, account_id, contact_id) if buyer.new else None,
-        closed_parent=parent_number if close_parent else None,
-    )
-
-
-def _opportunity_position(subrequests):
-    # After the Account and Contact it refers to, before the parent update and the role.
-    return sum(1 for s in subrequests if s.reference_id in ("account", "contact"))
 
 
 # -- outcomes the task shell decides ------------------------------------------------------------

@@ -30,6 +30,7 @@ from magsync.messaging.broker import SYNC_ORDER_TASK, task_argsrepr
 from magsync.messaging.dead_letters import DeadLetters
 from magsync.settings import ConfigError
 from magsync.sync import pipeline
+from magsync.sync.services import Services
 from magsync.worker.circuit import CircuitBreaker
 from magsync.worker.decision import UnexpectedError, decide
 
@@ -79,10 +80,10 @@ class WorkerContext:
             return context
 
     def services(self):
-        """The process's ``pipeline.Services``; raises ``ConfigError`` if they cannot be built."""
+        """The process's ``Services``; raises ``ConfigError`` if they cannot be built."""
         with self._lock:
             if self.built is None:
-                self.built = pipeline.Services.build(self.settings)
+                self.built = Services.build(self.settings)
             return self.built
 
     def judge(self, error):
