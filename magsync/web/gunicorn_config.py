@@ -1,4 +1,7 @@
-"""gunicorn settings for the ``web`` process (``gunicorn -c config/gunicorn.py ...``).
+"""gunicorn settings for the ``web`` process.
+
+The Procfile reads them through ``config/gunicorn.py``; ``magsync stack`` through the package
+(``gunicorn -c python:magsync.web.gunicorn_config ...``), so it needs no checkout.
 
 Heroku-style hosts give the port in ``PORT`` and a worker count in ``WEB_CONCURRENCY``. Each
 request waits for the broker's publisher confirm, so threads (not more processes) absorb that
