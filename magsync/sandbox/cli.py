@@ -19,7 +19,13 @@ def sandbox():
 
 
 @click.command()
-@click.option("--var", "var", default="var", show_default=True, help="State and logs folder.")
+@click.option(
+    "--var",
+    "var",
+    default="var",
+    show_default=True,
+    help="State, logs and the demo's settings file (relative to the current directory).",
+)
 @click.option("--web-port", envvar="PORT", default=8000, show_default=True)
 @click.option("--flower-port", envvar="FLOWER_PORT", default=5555, show_default=True)
 @click.option("--org-port", envvar="SANDBOX_ORG_PORT", default=8443, show_default=True)
@@ -28,7 +34,10 @@ def sandbox():
 @click.option("--exit-when-synced", is_flag=True, help="Stop once the demo orders synced.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds the demo may take.")
 def stack(var, web_port, flower_port, org_port, store_port, demo_orders, exit_when_synced, timeout):
-    """Run web, worker and Flower, with the sandboxes for what is not configured."""
+    """Run web, worker and Flower, with the sandboxes for what is not configured.
+
+    Works from any directory: `.env` and the `--var` folder are looked for in the current one.
+    """
     from pathlib import Path
 
     from magsync.sandbox import stack as devstack
