@@ -9,12 +9,15 @@ queue, checked while everything around magsync misbehaves.
 - worker processes are SIGKILLed mid-call every few seconds and replaced;
 - RabbitMQ is restarted once mid-run (the web process answers 503 meanwhile; the store retries).
 
+The run has a RabbitMQ node of its own (``tests.rabbitmq_node``: a private ``rabbitmq-server`` on
+free ports, with its data in the run's folder), restarted for the fault and removed at the end;
+the machine's RabbitMQ is never used.
+
 ``ChaosRun(config).run()`` returns a ``Report``: accepted orders, synced with the store's latest
 state, dead-lettered (with reasons), stale, missing (lost) and duplicated ones.
 """
 
 import random
-import subprocess
 import threading
 import time
 import uuid
@@ -30,8 +33,9 @@ from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
 from magsync.sandbox.salesforce.schema import packaged_schema
 from magsync.settings import Settings
-from tests import processes, services
-from tests.helpers import delete_namespace, queue_depth
+from tests import processes
+from tests.helpers import queue_depth
+from tests.rabbitmq_node import RabbitMQNode
 
 # The org refuses orders above an amount for good, as a merchant's org with an approval rule
 # does; a few orders are made that large on purpose, and nothing else may be dead-lettered.
@@ -134,10 +138,6 @@ class Report:
         ]
 
 
-def rabbitmqctl(*args):
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
-
-
 class ChaosRun:
     def __init__(self, config, workdir, echo=print):
         self.config = config
@@ -146,6 +146,7 @@ class ChaosRun:
         self.rng = random.Random(config.seed)
         self.namespace = f"magsync-chaos-{uuid.uuid4().hex[:8]}"
         self.workers = []
+        self.broker = None  # the run's own RabbitMQ node
         self.report = Report()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -178,7 +179,7 @@ class ChaosRun:
         return {
             **self.org.settings(),
             **self.store.settings(),
-            "CELERY_BROKER_URL": services.RABBITMQ_URL,
+            "CELERY_BROKER_URL": self.broker.url,
             "MAGSYNC_BROKER_NAMESPACE": self.namespace,
             "DATABASE_URL": self.database_url,
             "SALESFORCE_TIMEOUT": str(self.config.salesforce_timeout),
@@ -219,13 +220,8 @@ class ChaosRun:
     def _restart_rabbitmq(self, delay):
         if self._stop.wait(delay):
             return
-        self.echo("restarting RabbitMQ")
-        try:
-            rabbitmqctl("stop_app")
-            time.sleep(3)
-        finally:
-            rabbitmqctl("start_app")
-            rabbitmqctl("await_startup")
+        self.echo(f"restarting RabbitMQ (the run's own node {self.broker.node})")
+        self.broker.restart(down_for=3)
         self.report.rabbitmq_restarts += 1
         self.echo("RabbitMQ is back")
 
@@ -256,11 +252,20 @@ class ChaosRun:
     # -- the run --------------------------------------------------------------------------------
 
     def run(self):
-        c = self.config
         started = time.monotonic()
         self.logs = self.workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.database_url = f"sqlite:///{self.workdir}/ledger.db"
+        self.broker = RabbitMQNode(self.workdir / "rabbitmq", log_folder=self.logs / "rabbitmq")
+        self.echo(f"starting the run's own RabbitMQ node {self.broker.node} ({self.broker.url})")
+        self.broker.start()
+        try:
+            return self._run_with_broker(started)
+        finally:
+            self.broker.close()
+
+    def _run_with_broker(self, started):
+        c = self.config
         self.org = self._start_org()
         web_port = processes.free_port()
         self.store = SandboxStore(
@@ -275,7 +280,7 @@ class ChaosRun:
         try:
             web, _ = processes.start_web(
                 {
-                    "CELERY_BROKER_URL": services.RABBITMQ_URL,
+                    "CELERY_BROKER_URL": self.broker.url,
                     "MAGSYNC_BROKER_NAMESPACE": self.namespace,
                     "MAGENTO_WEBHOOK_SECRET": "chaos-webhook-secret",
                     "MAGSYNC_PUBLISH_TIMEOUT": "3",
@@ -320,7 +325,6 @@ class ChaosRun:
                 web.stop()
             self.store.stop()
             self.org.stop()
-            delete_namespace(services.RABBITMQ_URL, self.namespace)
         self.report.seconds = time.monotonic() - started
         return self.report
 
@@ -333,7 +337,7 @@ class ChaosRun:
         quiet_since, last = None, None
         while time.monotonic() < deadline:
             snapshot = (
-                queue_depth(services.RABBITMQ_URL, f"{self.namespace}.orders"),
+                queue_depth(self.broker.url, f"{self.namespace}.orders"),
                 self.org.stats()["api_calls"],
             )
             if snapshot[0] == 0 and snapshot == last:
@@ -352,7 +356,11 @@ class ChaosRun:
         records = {}
         for record in self.org.records("Opportunity"):
             records.setdefault(record.get("Magento_Order_ID__c"), []).append(record)
-        celery = create_celery(Settings.from_env({"MAGSYNC_BROKER_NAMESPACE": self.namespace}))
+        celery = create_celery(
+            Settings.from_env(
+                {"CELERY_BROKER_URL": self.broker.url, "MAGSYNC_BROKER_NAMESPACE": self.namespace}
+            )
+        )
         letters = {}
         for letter in DeadLetters(celery, celery.magsync_topology).browse():
             letters.setdefault(letter.order, []).append(letter)

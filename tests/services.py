@@ -26,15 +26,19 @@ def reachable(url, default_port, timeout=1.0):
         return False
 
 
+def unavailable(reason):
+    """Skip the calling test for ``reason``; under CI=true, fail it instead."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: services must run)", pytrace=False)
+    pytest.skip(reason)
+
+
 def require(name, url, default_port):
     """Skip (or fail under CI=true) the calling test when the service is unreachable."""
     if reachable(url, default_port):
         return url
     where = urlsplit(url)
-    reason = f"{name} is not reachable at {where.hostname}:{where.port or default_port}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: services must run)", pytrace=False)
-    pytest.skip(reason)
+    unavailable(f"{name} is not reachable at {where.hostname}:{where.port or default_port}")
 
 
 def require_rabbitmq():
@@ -53,6 +57,15 @@ def require_rabbitmqctl():
     path = shutil.which("rabbitmqctl")
     if path:
         return path
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("rabbitmqctl is not on PATH (CI=true: it must be)", pytrace=False)
-    pytest.skip("rabbitmqctl is not on PATH")
+    unavailable("rabbitmqctl is not on PATH")
+
+
+def require_rabbitmq_server():
+    """The folder of the ``rabbitmq-server`` and ``rabbitmqctl`` scripts, for a test that runs
+    a private RabbitMQ node of its own (``tests.rabbitmq_node``)."""
+    from tests.rabbitmq_node import find_scripts
+
+    folder = find_scripts()
+    if folder is None:
+        unavailable("rabbitmq-server is not installed: the test runs a private RabbitMQ node")
+    return folder

@@ -1,5 +1,8 @@
 """The ``magsync`` command: processes, operations and the local sandboxes."""
 
+import os
+from pathlib import Path
+
 import click
 
 from magsync.cli.base import LazyGroup, celery_app, exec_process, load_settings
@@ -17,8 +20,31 @@ from magsync.settings import ConfigError
     },
 )
 @click.version_option(package_name="magsync")
-def main():
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read settings (KEY=value lines) from this file first; its values win over the "
+    "environment's. `magsync stack` writes one for its demo.",
+)
+def main(env_file):
     """magsync keeps Salesforce in step with a Magento 2 store."""
+    if env_file is not None:
+        load_env_file(env_file)
+
+
+def load_env_file(path):
+    """Put the settings of ``path`` into ``os.environ``, before any command reads them.
+
+    The file wins over the environment: it is named on the command line, the most specific
+    place, and a shell that still holds another deployment's settings must not redirect
+    commands meant for the file's deployment. Variables the file does not name are kept.
+    """
+    from magsync.cli.env_file import EnvFileError, read_env_file
+
+    try:
+        os.environ.update(read_env_file(path))
+    except EnvFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--env-file") from None
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

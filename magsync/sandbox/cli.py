@@ -22,7 +22,13 @@ def sandbox():
 
 
 @click.command()
-@click.option("--var", "var", default="var", show_default=True, help="State and logs folder.")
+@click.option(
+    "--var",
+    "var",
+    default="var",
+    show_default=True,
+    help="State, logs and the demo's settings file (relative to the current directory).",
+)
 @click.option("--web-port", envvar="PORT", default=8000, show_default=True)
 @click.option("--flower-port", envvar="FLOWER_PORT", default=5555, show_default=True)
 @click.option("--org-port", envvar="SANDBOX_ORG_PORT", default=8443, show_default=True)
@@ -33,7 +39,8 @@ def sandbox():
 def stack(var, web_port, flower_port, org_port, store_port, demo_orders, exit_when_synced, timeout):
     """Run web, worker and Flower on this machine.
 
-    The sandboxes stand in for Salesforce and Magento where they are not configured.
+    The sandboxes stand in for Salesforce and Magento where they are not configured. Works from
+    any directory: `.env` and the `--var` folder are looked for in the current one.
     """
     from pathlib import Path
 

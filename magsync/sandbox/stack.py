@@ -7,16 +7,27 @@ What runs depends on what is configured (the environment, then ``.env``):
 - no ``MAGENTO_BASE_URL``: the sandbox Magento store, sending signed webhooks to the web process;
 - RabbitMQ at ``CELERY_BROKER_URL`` (default local) when it answers, otherwise the embedded
   ``filesystem://`` transport, with a warning (no confirms, no dead letters: for trying only);
-- always: the web process (gunicorn), a worker and Flower (basic auth; credentials generated
-  when ``FLOWER_BASIC_AUTH`` is unset).
+- always: the web process (gunicorn, with the settings of ``magsync.web.gunicorn_config``), a
+  worker and Flower (basic auth; credentials generated when ``FLOWER_BASIC_AUTH`` is unset).
 
-With the sandbox store, a few demo orders are placed and followed until they are visible in
-Salesforce. Logs go to ``<var>/log/``. Ctrl-C stops everything.
+Whenever a sandbox runs, the stack is a demo and keeps apart from any real deployment on the
+machine: it runs in a broker namespace of its own (``magsync-demo-<random>``, whatever
+``MAGSYNC_BROKER_NAMESPACE`` says, deleted when the stack stops), so it never consumes a real
+deployment's queues, and it writes every setting its processes use to ``<var>/sandbox/
+magsync.env`` (owner-only: it holds the sandboxes' secrets), where ``magsync --env-file`` finds
+them; the banner shows the ``trace``, ``check`` and ``dead list`` commands that use it. The
+sandbox org has multi-currency on, so its worker writes each order's currency
+(``SALESFORCE_MULTI_CURRENCY=true``).
+
+With the sandbox store, a few demo orders (in USD, EUR and GBP) are placed and followed until
+they are visible in Salesforce. Logs go to ``<var>/log/``. Ctrl-C stops everything.
 """
 
 import contextlib
+import dataclasses
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -28,27 +39,15 @@ from pathlib import Path
 
 import requests
 
-from magsync.messaging.broker import broker_reachable
+from magsync.cli.env_file import EnvFileError, read_env_file, write_env_file
+from magsync.messaging.broker import Topology, broker_reachable
 from magsync.settings import Settings, mask_url
 
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-
-
-def read_dotenv(path):
-    """``KEY=value`` lines of a ``.env`` file (``#`` comments, optional quotes), as a dict."""
-    values = {}
-    if not path.is_file():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key, value = key.strip().removeprefix("export ").strip(), value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
-    return values
+# The currencies of the demo orders, one store view each: the sandbox org converts none of them.
+DEMO_CURRENCIES = ("USD", "EUR", "GBP")
+# Every variable magsync reads: what the settings file for ``magsync --env-file`` may hold.
+SETTING_NAMES = tuple(f.metadata["env"] for f in dataclasses.fields(Settings))
 
 
 def free_port():
@@ -75,6 +74,9 @@ class Stack:
     sandbox_org: str | None = None
     sandbox_store: str | None = None
     flower_generated: bool = False
+    own_namespace: str | None = None  # the demo's broker namespace, deleted at stop
+    settings_file: Path | None = None
+    demo_orders: list = field(default_factory=list)
 
     # -- processes ------------------------------------------------------------------------------
 
@@ -119,6 +121,24 @@ class Stack:
             except subprocess.TimeoutExpired:
                 _signal_group(child.popen, signal.SIGKILL)
                 child.popen.wait(5)
+        if self.own_namespace and self.env["CELERY_BROKER_URL"].startswith("amqp"):
+            self._delete_namespace()
+
+    def _delete_namespace(self):
+        """Remove the demo's queues and exchanges: their name is never used again."""
+        from kombu import Connection
+
+        topology = Topology(self.own_namespace)
+        conn = Connection(self.env["CELERY_BROKER_URL"], connect_timeout=5)
+        try:
+            with conn:
+                channel = conn.default_channel
+                for queue in (topology.work_queue, topology.dead_queue):
+                    channel.queue_delete(queue.name)
+                for exchange in (topology.exchange, topology.dead_exchange):
+                    channel.exchange_delete(exchange.name)
+        except (OSError, *conn.connection_errors, *conn.channel_errors) as exc:
+            self.echo(f"could not remove broker namespace {self.own_namespace}: {exc}")
 
     def check_alive(self):
         for child in self.children:
@@ -144,6 +164,9 @@ class Stack:
             )  # fmt: skip
             self.env.update(self.read_settings(org, _ORG_KEYS))
             self.sandbox_org = self.env["SALESFORCE_LOGIN_URL"]
+            # The sandbox org has multi-currency on (schema.json lists its currencies): without
+            # this, EUR and GBP orders would land in the corporate currency, USD.
+            self.env["SALESFORCE_MULTI_CURRENCY"] = "true"
             if not self.env.get("DATABASE_URL"):
                 # The sandbox org starts empty each time, so its ledger must too: a ledger
                 # that remembered orders as synced would never send them to the new org.
@@ -168,11 +191,16 @@ class Stack:
         if not self.env.get("FLOWER_BASIC_AUTH"):
             self.env["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(12)}"
             self.flower_generated = True
+        if self.sandbox_org or self.sandbox_store:
+            # A demo never shares a real deployment's queues: it would consume its orders.
+            self.own_namespace = f"magsync-demo-{secrets.token_hex(4)}"
+            self.env["MAGSYNC_BROKER_NAMESPACE"] = self.own_namespace
+            self.settings_file = self._write_settings_file()
 
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         self.spawn(
             "web",
-            [gunicorn, "-c", "config/gunicorn.py", "magsync.web:create_app()"],
+            [gunicorn, "-c", "python:magsync.web.gunicorn_config", "magsync.web:create_app()"],
             {"PORT": str(self.ports["web"]), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1"},
         )
         # A node name of its own: two stacks on one broker must not share a worker name.
@@ -182,6 +210,19 @@ class Stack:
         self._wait_http(f"{web_url}/healthz", "web")
         self._wait_http(f"http://127.0.0.1:{self.ports['flower']}/", "flower", ok=(200, 401))
         self._wait_log("worker", " ready.")
+
+    def _write_settings_file(self):
+        """Every setting the processes get, for ``magsync --env-file`` (owner-only)."""
+        values = {name: self.env[name] for name in SETTING_NAMES if self.env.get(name)}
+        # The processes run in the stack's folder; the file is for commands run from anywhere.
+        database = values.get("DATABASE_URL") or "sqlite:///var/magsync.db"
+        if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
+            values["DATABASE_URL"] = f"sqlite:///{self.root / database.removeprefix('sqlite:///')}"
+        header = (
+            "Settings of the magsync demo that `magsync stack` runs (rewritten at each start).",
+            "Use them with: magsync --env-file <this file> trace|check|dead ...",
+        )
+        return write_env_file(self.var / "sandbox" / "magsync.env", values, header)
 
     def _choose_broker(self):
         url = self.env.get("CELERY_BROKER_URL") or DEFAULT_BROKER
@@ -228,24 +269,33 @@ class Stack:
         from magsync.sandbox.magento import ControlClient as StoreControl
         from magsync.sandbox.salesforce import ControlClient as OrgControl
 
+        stores = _demo_store_ids()
         with StoreControl(self.sandbox_store) as store:
             placed = []
             for n in range(orders):
-                order = store.place_order()
+                order = store.place_order(store_id=stores[n % len(stores)])
                 if n % 2 == 0:
                     store.invoice(order["entity_id"])
                     order = store.ship(order["entity_id"])
                 placed.append(order)
+        self.demo_orders = placed
         self.echo(
             f"placed {len(placed)} orders in the sandbox store: "
-            + ", ".join(f"{o['increment_id']} ({o['state']})" for o in placed)
+            + ", ".join(
+                f"{o['increment_id']} ({o['state']}, {o['order_currency_code']} {o['grand_total']})"
+                for o in placed
+            )
         )
         if not self.sandbox_org:
             self.echo("(they sync to your Salesforce org; look for them there)")
             return True
         settings = Settings.from_env(self.env)
-        # An order counts as synced once its Opportunity shows the order's latest stage.
-        expected = {o["increment_id"]: settings.sf_stage_map.get(o["state"]) for o in placed}
+        # An order counts as synced once its Opportunity shows the order's latest stage, in the
+        # order's currency.
+        expected = {
+            o["increment_id"]: (settings.sf_stage_map.get(o["state"]), o["order_currency_code"])
+            for o in placed
+        }
         field_name = settings.sf_external_id_field
         with OrgControl(self.sandbox_org, self.env["SALESFORCE_CA_BUNDLE"]) as org:
             deadline = time.monotonic() + timeout
@@ -255,13 +305,13 @@ class Stack:
                     r[field_name]: r
                     for r in org.records("Opportunity")
                     if r.get(field_name) in expected
-                    and r.get("StageName") == expected[r[field_name]]
+                    and (r.get("StageName"), r.get("CurrencyIsoCode")) == expected[r[field_name]]
                 }
                 if len(synced) == len(expected):
                     for number, record in synced.items():
                         self.echo(
                             f"  {number}: Opportunity {record['Id']} {record['StageName']!r} "
-                            f"{record['Amount']} {record['Name']!r}"
+                            f"{record['CurrencyIsoCode']} {record['Amount']} {record['Name']!r}"
                         )
                     self.echo(f"orders visible in the sandbox org: {len(synced)}/{len(expected)}")
                     return True
@@ -278,6 +328,8 @@ class Stack:
             f"broker:          {mask_url(self.env['CELERY_BROKER_URL'])}",
             f"logs:            {self.var / 'log'}/",
         ]
+        if self.own_namespace:
+            lines[2] += f"  (namespace {self.own_namespace}, the demo's own)"
         if self.sandbox_org:
             lines.append(
                 f"sandbox org:     {self.sandbox_org}/_sandbox/records/Opportunity "
@@ -285,7 +337,23 @@ class Stack:
             )
         if self.sandbox_store:
             lines.append(f"sandbox store:   {self.sandbox_store}/_sandbox/orders?summary=1")
+        if self.settings_file:
+            lines.append(f"settings:        {self.settings_file}  (for magsync --env-file)")
         return lines
+
+    def commands(self):
+        """The CLI commands that work against this demo from any directory, as shell lines."""
+        if not self.settings_file:
+            return []
+        magsync = Path(sys.executable).parent / "magsync"
+        base = [str(magsync)] if magsync.is_file() else [sys.executable, "-m", "magsync"]
+        base += ["--env-file", str(self.settings_file)]
+        order = self.demo_orders[0]["increment_id"] if self.demo_orders else "<order number>"
+        wanted = [["trace", order]]
+        if self.env["CELERY_BROKER_URL"].startswith("amqp"):
+            # The embedded transport has no dead letters, and `check` wants RabbitMQ.
+            wanted += [["check"], ["dead", "list"]]
+        return [shlex.join(base + args) for args in wanted]
 
 
 _ORG_KEYS = (
@@ -304,6 +372,17 @@ _STORE_KEYS = (
 )
 
 
+def _demo_store_ids():
+    """One store view of the sandbox store per demo currency (its orders are in that one)."""
+    from magsync.sandbox.magento.generator import load
+
+    stores = load("stores.json")["stores"]
+    return [
+        next(s["store_id"] for s in stores if s["order_currency"] == currency)
+        for currency in DEMO_CURRENCIES
+    ]
+
+
 def _drain(child):
     with open(child.log_path, "ab") as log:
         for line in child.popen.stdout:
@@ -318,7 +397,11 @@ def _signal_group(popen, sig):
 
 def run(root, var, ports, demo_orders=3, exit_when_synced=False, timeout=120.0, echo=print):
     """Start the stack, run the demo, then serve until interrupted; returns an exit code."""
-    env = {**read_dotenv(root / ".env"), **os.environ}
+    try:
+        env = {**read_env_file(root / ".env"), **os.environ}
+    except EnvFileError as exc:
+        echo(f"error: {exc}")
+        return 1
     Settings.from_env(env)  # malformed settings stop here, before anything starts
     for sub in ("log", "sandbox"):
         (var / sub).mkdir(parents=True, exist_ok=True)
@@ -339,6 +422,11 @@ def run(root, var, ports, demo_orders=3, exit_when_synced=False, timeout=120.0, 
             synced = stack.demo(demo_orders, timeout)
         if exit_when_synced:
             return 0 if synced else 1
+        commands = stack.commands()
+        if commands:
+            echo("Against this demo, from any directory (while it runs):")
+            for command in commands:
+                echo(f"  $ {command}")
         echo("Ctrl-C stops everything.")
         while not stopping:
             stack.check_alive()

@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.chaos import ChaosConfig, ChaosRun  # noqa: E402
+from tests.rabbitmq_node import find_scripts  # noqa: E402
 
 
 def main():
@@ -20,6 +21,8 @@ def main():
     parser.add_argument("--kill-every", type=float, default=5.0)
     parser.add_argument("--settle-timeout", type=float, default=3600.0)
     args = parser.parse_args()
+    if find_scripts() is None:
+        sys.exit("scripts/chaos needs rabbitmq-server: it runs a RabbitMQ node of its own")
     config = ChaosConfig(
         orders=args.orders,
         duration=args.duration or max(30.0, args.orders / 25),

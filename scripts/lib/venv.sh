@@ -15,9 +15,9 @@ fi
 stamp="$VENV/.magsync-installed"
 want="$( (cat "$ROOT/setup.cfg" "$ROOT/setup.py"; echo "$ROOT") | sha256sum | cut -d' ' -f1)"
 if [ "${MAGSYNC_SKIP_INSTALL:-}" != "1" ] && { [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; }; then
-    echo "magsync: installing the project with its test and development extras" >&2
+    echo "magsync: installing the project with its sandbox, test and development extras" >&2
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev]"
+    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[dev,sandbox]"
     echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
