@@ -33,7 +33,7 @@ import threading
 from dataclasses import dataclass
 
 from magsync.errors import DeadLetter
-from magsync.ledger import Applied, Customer, Ledger, Version
+from magsync.ledger import Applied, Customer, Ledger, LedgerUnavailable, Version
 from magsync.magento.client import MagentoClient
 from magsync.mapping.common import customer_key, storable_email
 from magsync.mapping.customer import account_fields, contact_fields
@@ -97,8 +97,15 @@ def services_for(settings):
 def sync_order(event, services):
     """Sync the order an event names; returns what was done (for logs, Flower, the task shell).
 
-    The result has ``skipped`` (``stale`` or ``unchanged``) when nothing was written.
+    The result has ``skipped`` (``stale``, ``unchanged`` or ``duplicate``) when nothing was
+    written. An event whose sender repeats its id on redelivery (``adobe_event_id``) and whose
+    id the ledger has recorded is a duplicate: skipped before Magento or Salesforce is asked.
     """
+    services.ledger.ready()
+    _prune_event_ids(services.ledger)
+    event_id = event.get("adobe_event_id")
+    if event_id and services.ledger.event_applied(event_id):
+        return _skip_duplicate(event, event_id, services.ledger)
     if services.magento is not None:
         document = services.magento.get_order(event["entity_id"])
         source = "rest"
@@ -106,9 +113,27 @@ def sync_order(event, services):
         document = event["order"]
         source = "webhook"
     order = load_order(document)
-    services.ledger.ready()
     with services.ledger.locks() as locks:
-        return _apply(order, source, services, locks)
+        return _apply(order, source, services, locks, event_id)
+
+
+def _skip_duplicate(event, event_id, ledger):
+    number = str(event["increment_id"])
+    ledger.skip_duplicate(number, event_id)
+    summary = {"order": number, "event_id": event_id, "skipped": "duplicate"}
+    log.info("order event skipped", extra=summary)
+    return summary
+
+
+def _prune_event_ids(ledger):
+    """Forget old event ids now and then; a failure here must not hold up the order."""
+    try:
+        pruned = ledger.prune_events_if_due()
+    except LedgerUnavailable:
+        log.warning("event ids not pruned", exc_info=True)
+        return
+    if pruned:
+        log.info("event ids pruned", extra={"pruned": pruned})
 
 
 # -- deciding -----------------------------------------------------------------------------------
@@ -154,7 +179,7 @@ def skip_reason(version, state):
     return None
 
 
-def _apply(order, source, services, locks):
+def _apply(order, source, services, locks, event_id=None):
     settings, ledger = services.settings, services.ledger
     locks.acquire("order", order.increment_id)
     parent_number = order.parent_increment_id
@@ -173,6 +198,7 @@ def _apply(order, source, services, locks):
         customer_email=customer_key(order.customer_email),
         source=source,
         parent_increment_id=parent_number,
+        event_id=event_id,
     )
     summary = {
         "order": order.increment_id,
