@@ -147,3 +147,17 @@ def test_flower_requires_its_login_and_everything_stops_on_sigterm(clean_clone):
     with pytest.raises(requests.ConnectionError):
         requests.get(flower, timeout=2)
     delete_namespace(services.RABBITMQ_URL, env["MAGSYNC_BROKER_NAMESPACE"])
+
+
+def test_adobe_runs_the_demo_through_adobe_io_events(clean_clone):
+    services.require_rabbitmq()
+    env = run_env(MAGSYNC_BROKER_NAMESPACE=f"magsync-run-{os.getpid()}-adobe")
+    result = scripts_run(clean_clone, env, "--adobe")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "orders visible in the sandbox org: 3/3" in result.stdout
+    assert f"http://127.0.0.1:{env['PORT']}/adobe/events" in result.stdout
+    web_log = (clean_clone / "var/log/web.log").read_text()
+    assert "adobe public key fetched" in web_log
+    assert "adobe event accepted" in web_log
+    assert "webhook accepted" not in web_log  # the seed's route was never used
+    delete_namespace(services.RABBITMQ_URL, env["MAGSYNC_BROKER_NAMESPACE"])
