@@ -594,3 +594,12 @@ def test_the_key_cache_is_at_most_a_day(make_settings, value):
     with pytest.raises(ConfigError, match="ADOBE_IO_KEY_CACHE_SECONDS"):
         make_settings(ADOBE_IO_KEY_CACHE_SECONDS=value)
     assert make_settings(ADOBE_IO_KEY_CACHE_SECONDS=86400).adobe_key_cache_seconds == 86400
+
+
+def test_a_seed_envelope_is_422_on_this_route(client, app, keys):
+    document = {**load_fixture("seed_webhook.json"), "recipientclientid": CLIENT_ID, "eventid": "e"}
+    body = json.dumps(document).encode()
+    response = post(client, body, {"Content-Type": "application/json", **keys.headers(body)})
+    assert response.status_code == 422
+    assert "type" in response.json["errors"]
+    assert published(app) == []

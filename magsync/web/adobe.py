@@ -200,8 +200,11 @@ def _event(document, client_id, single, body):
         raise Refusal(
             422, "invalid_envelope", "Event envelope is not valid.", errors=exc.errors
         ) from None
-    if event["envelope"] != "adobe" or event_id is None:
-        errors = {"eventid": ["Missing event id."]} if event_id is None else {"type": ["Not I/O."]}
+    if event["envelope"] != "adobe":
+        errors = {"type": ["Only Adobe I/O Events CloudEvents are accepted here."]}
+        raise Refusal(422, "invalid_envelope", "Event envelope is not valid.", errors=errors)
+    if event_id is None:
+        errors = {"eventid": ["Missing event id (eventid, event_id or x-adobe-event-id)."]}
         raise Refusal(422, "invalid_envelope", "Event envelope is not valid.", errors=errors)
     key = adobe.event_key(event_id)
     event["event_id"] = event["adobe_event_id"] = key
