@@ -8,6 +8,7 @@ documents each variable.
 
 import dataclasses
 import datetime as dt
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -82,6 +83,53 @@ def _https_url(raw):
     if parts.scheme != "https" or not parts.netloc:
         raise ValueError("must be an https:// URL")
     return url
+
+
+def _non_negative_float(raw):
+    value = float(raw.strip())
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _key_cache_seconds(raw):
+    value = int(raw.strip())
+    if not 0 < value <= MAX_KEY_CACHE_SECONDS:
+        raise ValueError(f"must be between 1 and {MAX_KEY_CACHE_SECONDS} (Adobe allows 24 h)")
+    return value
+
+
+def _key_base_url(raw):
+    """Where Adobe's public keys are fetched: HTTPS, or plain HTTP to a loopback address (the
+    sandbox store); a bare origin, since only Adobe's own key paths are appended to it."""
+    url = raw.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.path or parts.query or parts.fragment or parts.username or not parts.hostname:
+        raise ValueError("must be an origin such as https://static.adobeioevents.com (no path)")
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
+        return url
+    raise ValueError("must be an https:// URL (http:// only for a loopback address)")
+
+
+def _host_list(raw):
+    """Host names (``host`` or ``host:port``), separated by commas or whitespace."""
+    hosts = tuple(h.lower() for h in re.split(r"[,\s]+", raw) if h)
+    for host in hosts:
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?", host):
+            raise ValueError(f"{host!r} is not a host name")
+    if not hosts:
+        raise ValueError("must name at least one host")
+    return hosts
+
+
+def is_loopback(host):
+    """True for ``localhost`` and loopback IP addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _http_url(raw):
@@ -184,6 +232,8 @@ def _choice(*allowed):
     return parse
 
 
+MAX_KEY_CACHE_SECONDS = 86400
+
 DEFAULT_STAGE_MAP = (
     "new=Prospecting;pending_payment=Prospecting;processing=Qualification;"
     "complete=Closed Won;closed=Closed Lost;canceled=Closed Lost"
@@ -220,6 +270,21 @@ class Settings:
         doc="HMAC secret(s) of the webhook signature; several, comma-separated, during rotation",
     )
     max_body_bytes: int = _setting("MAGSYNC_MAX_BODY_BYTES", _int, 2 * 1024 * 1024)
+    # -- Adobe I/O Events intake (POST /adobe/events) -------------------------------------------
+    adobe_client_id: str = _setting(
+        "ADOBE_IO_CLIENT_ID",
+        _str,
+        doc="client id of the merchant's I/O project; enables /adobe/events",
+    )
+    adobe_key_base_url: str = _setting(
+        "ADOBE_IO_PUBLIC_KEY_BASE_URL", _key_base_url, "https://static.adobeioevents.com"
+    )
+    adobe_key_cache_seconds: int = _setting("ADOBE_IO_KEY_CACHE_SECONDS", _key_cache_seconds, 3600)
+    adobe_validation_hosts: tuple = _setting(
+        "ADOBE_IO_VALIDATION_HOSTS", _host_list, ("csm.adobe.io",)
+    )
+    adobe_ca_bundle: str = _setting("ADOBE_IO_CA_BUNDLE", _str)
+    adobe_timeout: float = _setting("ADOBE_IO_TIMEOUT", _positive_float, 5.0)
     publish_timeout: float = _setting("MAGSYNC_PUBLISH_TIMEOUT", _positive_float, 5.0)
     # -- broker ---------------------------------------------------------------------------------
     broker_url: str = _setting(
@@ -289,6 +354,12 @@ class Settings:
     magento_access_token_secret: str = _setting("MAGENTO_ACCESS_TOKEN_SECRET", _str, secret=True)
     magento_store_code: str = _setting("MAGENTO_STORE_CODE", _str)
     magento_timeout: float = _setting("MAGENTO_TIMEOUT", _positive_float, 20.0)
+    reconcile_interval: float = _setting(
+        "MAGSYNC_RECONCILE_INTERVAL",
+        _non_negative_float,
+        300.0,
+        doc="seconds between polls of the store's orders (0: off); the clock process polls",
+    )
     # -- operations -----------------------------------------------------------------------------
     sentry_dsn: str = _setting("SENTRY_DSN", _str, secret=True)
     sentry_environment: str = _setting("SENTRY_ENVIRONMENT", _str, "production")
@@ -350,6 +421,11 @@ class Settings:
     def magento_rest_enabled(self):
         """True when all of the Magento REST settings are present (the store is the truth)."""
         return not self.unset(*MAGENTO_REST)
+
+    @property
+    def reconcile_enabled(self):
+        """True when the store can be polled: its REST API is configured and the interval > 0."""
+        return self.magento_rest_enabled and self.reconcile_interval > 0
 
     @property
     def broker_is_rabbitmq(self):

@@ -303,3 +303,17 @@ def _assert_orders_kept_their_currency(settings):
         record = records[number]
         assert record["CurrencyIsoCode"] == order["order_currency_code"], record
         assert record["Amount"] == pytest.approx(float(order["grand_total"])), record
+
+
+def test_adobe_runs_the_demo_through_adobe_io_events(clean_clone):
+    services.require_rabbitmq()
+    env = run_env()
+    result = scripts_run(clean_clone, env, "--adobe")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "orders visible in the sandbox org: 3/3" in result.stdout
+    assert f"http://127.0.0.1:{env['PORT']}/adobe/events" in result.stdout
+    web_log = (clean_clone / "var/log/web.log").read_text()
+    assert "adobe public key fetched" in web_log
+    assert "adobe event accepted" in web_log
+    assert "webhook accepted" not in web_log  # the seed's route was never used
+    assert not queue_exists(f"{demo_namespace(result.stdout)}.orders")

@@ -13,7 +13,8 @@ reported as skipped, with the reason, otherwise. In order:
   is a unique External ID; every picklist value the mapping writes (the stage map's stages, the
   lead source, the contact role) is active;
 - ``magento``: the store answers a signed ``GET /rest/V1/orders?searchCriteria[pageSize]=1``;
-- ``broker``: RabbitMQ accepts a connection; its exchanges and queues are declared as expected.
+- ``broker``: RabbitMQ accepts a connection; its exchanges and queues are declared as expected;
+- ``adobe``: with the Adobe I/O Events intake on, the host of Adobe's public keys answers.
 
 ``run(environ)`` returns a ``Report``: plain words, the fix under each failure, exit code 1 when
 anything failed. The check reads and never writes (no records, no queues).
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 import click
 
-from magsync.check import broker, magento, salesforce
+from magsync.check import adobe, broker, magento, salesforce
 from magsync.check import settings as settings_check
 from magsync.check.report import Finding, Report
 
@@ -86,6 +87,7 @@ CHECKS = (
     ),
     Check("magento", "Magento REST API", magento.check_magento, needs="settings"),
     Check("broker", "RabbitMQ", broker.check_broker, needs="settings"),
+    Check("adobe", "Adobe I/O Events", adobe.check_key_host, needs="settings"),
 )
 
 # Who establishes what a check needs, for the reason of a skip.

@@ -72,11 +72,16 @@ def _ca_bundle(settings):
 
 def _webhook_secret(settings):
     secrets = settings.webhook_secrets or ()
-    if not secrets:
+    if not secrets and (settings.adobe_client_id or settings.reconcile_enabled):
+        yield Finding.ok("MAGENTO_WEBHOOK_SECRET", "not set: the seed webhook intake is off (404)")
+    elif not secrets:
         yield Finding.fail(
             "MAGENTO_WEBHOOK_SECRET",
-            "is not set: the web process refuses to start without it",
-            "set it to the secret Magento signs webhooks with",
+            "is not set, nor is ADOBE_IO_CLIENT_ID: the web process refuses to start without a "
+            "webhook intake",
+            "set it to the secret a Magento webhook module signs with, or set ADOBE_IO_CLIENT_ID "
+            "for Adobe I/O Events (Adobe Commerce), or configure polling (MAGENTO_* REST and "
+            "MAGSYNC_RECONCILE_INTERVAL)",
         )
     elif len(secrets) > 1:
         yield Finding.ok(
@@ -84,6 +89,33 @@ def _webhook_secret(settings):
         )
     else:
         yield Finding.ok("MAGENTO_WEBHOOK_SECRET", "set")
+
+
+def _adobe_intake(settings):
+    if not settings.adobe_client_id:
+        if not settings.webhook_secrets and settings.reconcile_enabled:
+            yield Finding.warn(
+                "webhook intake",
+                "none is on: the web process serves only its health endpoints, and orders "
+                f"arrive by polling the store every {settings.reconcile_interval:g} s",
+                "set ADOBE_IO_CLIENT_ID (Adobe Commerce) or MAGENTO_WEBHOOK_SECRET for changes "
+                "within seconds",
+            )
+        return
+    yield Finding.ok(
+        "ADOBE_IO_CLIENT_ID",
+        "set: the Adobe I/O Events intake is on (/adobe/events); public keys cached "
+        f"{settings.adobe_key_cache_seconds} s",
+    )
+    if settings.adobe_key_base_url.startswith("http://"):
+        yield Finding.warn(
+            "ADOBE_IO_PUBLIC_KEY_BASE_URL",
+            f"{settings.adobe_key_base_url} is plain HTTP to a loopback address: for the sandbox "
+            "store only",
+            "unset it to fetch Adobe's keys from https://static.adobeioevents.com",
+        )
+    else:
+        yield Finding.ok("ADOBE_IO_PUBLIC_KEY_BASE_URL", f"HTTPS: {settings.adobe_key_base_url}")
 
 
 def _magento_rest(settings):
@@ -144,7 +176,16 @@ def _flower(settings):
 
 
 # Each rule looks at parsed settings and yields findings.
-RULES = (_salesforce, _ca_bundle, _webhook_secret, _magento_rest, _broker, _sentry, _flower)
+RULES = (
+    _salesforce,
+    _ca_bundle,
+    _webhook_secret,
+    _adobe_intake,
+    _magento_rest,
+    _broker,
+    _sentry,
+    _flower,
+)
 
 
 def findings(settings):

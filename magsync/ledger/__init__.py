@@ -8,6 +8,8 @@ each buyer (by email) the Account and Contact; and for each order a history of e
 - ``received``: an event reached the pipeline (``source`` webhook or rest);
 - ``skipped_stale``: its ``updated_at`` was older than the last applied version;
 - ``skipped_unchanged``: it would have written exactly what Salesforce already holds;
+- ``skipped_duplicate``: its event id was applied already (a sender's redelivery), so neither
+  Magento nor Salesforce was asked;
 - ``synced``: Salesforce confirmed the write (the record id, API calls it took);
 - ``retried`` / ``dead_lettered``: the outcome of a failed attempt;
 - ``replaced``: an admin edit replaced the order (its Opportunity is closed).
@@ -32,6 +34,7 @@ EVENT_KINDS = (
     "received",
     "skipped_stale",
     "skipped_unchanged",
+    "skipped_duplicate",
     "synced",
     "retried",
     "dead_lettered",

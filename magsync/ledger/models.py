@@ -1,4 +1,5 @@
-"""The ledger's tables: one row per order, one per customer, and each order's event history.
+"""The ledger's tables: one row per order, one per customer, each order's event history, and the
+event ids applied.
 
 Times are naive UTC (``DateTime`` without a zone reads the same on SQLite and PostgreSQL);
 Magento's ``updated_at`` is stored as Magento writes it, to the second.
@@ -13,6 +14,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 SF_ID = 18
 ORDER_NUMBER = 64
 EMAIL = 254
+# Event ids as ``magsync.magento.adobe.event_key`` keeps them.
+EVENT_ID = 100
 
 
 def utcnow():
@@ -88,3 +91,15 @@ class EventRow(Base):
     payload_hash: Mapped[str | None] = mapped_column(String(64))
     record_id: Mapped[str | None] = mapped_column(String(SF_ID))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class AppliedEventRow(Base):
+    """An event id whose order version the ledger recorded (applied or skipped as old or the
+    same): a redelivery of that event is skipped without calling Magento or Salesforce."""
+
+    __tablename__ = "ledger_applied_events"
+    __table_args__ = (Index("ix_ledger_applied_events_applied_at", "applied_at"),)
+
+    event_id: Mapped[str] = mapped_column(String(EVENT_ID), primary_key=True)
+    increment_id: Mapped[str] = mapped_column(String(ORDER_NUMBER))
+    applied_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

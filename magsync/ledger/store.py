@@ -14,11 +14,12 @@ write while another process was writing.
 import datetime as dt
 import json
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -26,12 +27,16 @@ from sqlalchemy.orm import sessionmaker
 from magsync.errors import RetryLater
 from magsync.ledger import migrate
 from magsync.ledger.locks import AdvisoryLocks, FileLocks
-from magsync.ledger.models import CustomerRow, EventRow, OrderRow, utcnow
+from magsync.ledger.models import AppliedEventRow, CustomerRow, EventRow, OrderRow, utcnow
 
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT = 30.0
 ERROR_LIMIT = 2000
+# Adobe retries an event for 24 hours; its id is remembered well beyond that.
+EVENT_RETENTION = dt.timedelta(days=7)
+# Each worker process prunes old event ids at most this often (seconds).
+PRUNE_INTERVAL = 3600.0
 
 
 class LedgerUnavailable(RetryLater):
@@ -87,6 +92,7 @@ class Version:
     customer_email: str | None
     source: str
     parent_increment_id: str | None = None
+    event_id: str | None = None  # the delivery's event id, when its sender repeats it on retry
 
 
 @dataclass(frozen=True)
@@ -184,13 +190,15 @@ def describe_error(error):
 class Ledger:
     """The sync ledger of one process. Connects lazily; ``close()`` disposes of the engine."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, clock=time.monotonic):
         self.settings = settings
         self.url = settings.database_url
         self._engine = None
         self._sessions = None
         self._locks = None
         self._ready = False
+        self._clock = clock
+        self._next_prune = None
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -305,6 +313,11 @@ class Ledger:
                 ],
             )
 
+    def event_applied(self, event_id):
+        """True when an event with this id was recorded (and not yet pruned)."""
+        with self._transaction() as session:
+            return session.get(AppliedEventRow, event_id) is not None
+
     def event_counts(self):
         """``{kind: count}`` over every order's history."""
         with self._transaction() as session:
@@ -338,6 +351,17 @@ class Ledger:
             )
         )
 
+    def _remember_event(self, session, version):
+        # Under the order's lock, so a repeat of this event cannot be inserting it at once.
+        if version.event_id and session.get(AppliedEventRow, version.event_id) is None:
+            session.add(
+                AppliedEventRow(
+                    event_id=version.event_id,
+                    increment_id=version.increment_id,
+                    applied_at=utcnow(),
+                )
+            )
+
     def skip(self, version, reason):
         """Record a received event that changes nothing: ``stale`` or ``unchanged``.
 
@@ -346,8 +370,16 @@ class Ledger:
         """
         with self._transaction() as session:
             row = self._row(session, version.increment_id, version)
-            self._event(session, version.increment_id, "received", version, source=version.source)
+            self._event(
+                session,
+                version.increment_id,
+                "received",
+                version,
+                source=version.source,
+                event_id=version.event_id,
+            )
             self._event(session, version.increment_id, f"skipped_{reason}", version)
+            self._remember_event(session, version)
             updated_at = naive_utc(version.updated_at)
             if reason == "unchanged" and row.updated_at is not None and updated_at > row.updated_at:
                 row.updated_at = updated_at
@@ -362,7 +394,14 @@ class Ledger:
         """
         with self._transaction() as session:
             row = self._row(session, version.increment_id, version)
-            self._event(session, version.increment_id, "received", version, source=version.source)
+            self._event(
+                session,
+                version.increment_id,
+                "received",
+                version,
+                source=version.source,
+                event_id=version.event_id,
+            )
             same_version = row.pending_hash == version.payload_hash and (
                 row.pending_updated_at == naive_utc(version.updated_at)
             )
@@ -391,6 +430,7 @@ class Ledger:
             row.last_error = None
             row.pending_updated_at = row.pending_hash = row.apply_started_at = None
             row.synced_at = now
+            self._remember_event(session, version)
             self._event(
                 session,
                 version.increment_id,
@@ -421,6 +461,29 @@ class Ledger:
                     record_id=parent.record_id,
                     replaced_by=version.increment_id,
                 )
+
+    def skip_duplicate(self, increment_id, event_id):
+        """Record an event skipped because its id was applied already (a redelivery)."""
+        with self._transaction() as session:
+            self._event(session, increment_id, "skipped_duplicate", event_id=event_id)
+
+    def prune_events(self, now=None):
+        """Forget event ids recorded more than ``EVENT_RETENTION`` ago; returns how many."""
+        cutoff = (now or utcnow()) - EVENT_RETENTION
+        with self._transaction() as session:
+            result = session.execute(
+                delete(AppliedEventRow).where(AppliedEventRow.applied_at < cutoff)
+            )
+            return result.rowcount or 0
+
+    def prune_events_if_due(self):
+        """``prune_events`` at most once per ``PRUNE_INTERVAL`` in this process (the first call
+        prunes); returns how many were forgotten (None when not due)."""
+        now = self._clock()
+        if self._next_prune is not None and now < self._next_prune:
+            return None
+        self._next_prune = now + PRUNE_INTERVAL
+        return self.prune_events()
 
     def forget_customer(self, email):
         """Drop a buyer's remembered ids (Salesforce no longer has those records)."""

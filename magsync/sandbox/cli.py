@@ -36,7 +36,10 @@ def sandbox():
 @click.option("--demo-orders", default=3, show_default=True, help="Orders the sandbox places.")
 @click.option("--exit-when-synced", is_flag=True, help="Stop once the demo orders synced.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds the demo may take.")
-def stack(var, web_port, flower_port, org_port, store_port, demo_orders, exit_when_synced, timeout):
+@click.option("--adobe", is_flag=True, help="Adobe I/O Events intake (/adobe/events), no HMAC.")
+def stack(
+    var, web_port, flower_port, org_port, store_port, demo_orders, exit_when_synced, timeout, adobe
+):
     """Run web, worker and Flower on this machine.
 
     The sandboxes stand in for Salesforce and Magento where they are not configured. Works from
@@ -56,5 +59,6 @@ def stack(var, web_port, flower_port, org_port, store_port, demo_orders, exit_wh
         exit_when_synced=exit_when_synced,
         timeout=timeout,
         echo=lambda line: click.echo(line),
+        adobe=adobe,
     )
     sys.exit(code)

@@ -5,6 +5,8 @@ What runs depends on what is configured (the environment, then ``.env``):
 - no ``SALESFORCE_CLIENT_ID``: the sandbox Salesforce org, whose settings the stack takes, and
   a fresh ledger beside it (``<var>/sandbox/ledger.db``) unless ``DATABASE_URL`` is set;
 - no ``MAGENTO_BASE_URL``: the sandbox Magento store, sending signed webhooks to the web process;
+  with ``--adobe``, the Adobe I/O Events envelope to ``/adobe/events`` instead, signed with the
+  store's RSA keys (which the web fetches from the store), and no ``MAGENTO_WEBHOOK_SECRET``;
 - RabbitMQ at ``CELERY_BROKER_URL`` (default local) when it answers, otherwise the embedded
   ``filesystem://`` transport, with a warning (no confirms, no dead letters: for trying only);
 - always: the web process (gunicorn, with the settings of ``magsync.web.gunicorn_config``), a
@@ -77,6 +79,7 @@ class Stack:
     own_namespace: str | None = None  # the demo's broker namespace, deleted at stop
     settings_file: Path | None = None
     demo_orders: list = field(default_factory=list)
+    adobe: bool = False
 
     # -- processes ------------------------------------------------------------------------------
 
@@ -152,7 +155,8 @@ class Stack:
     def start(self):
         magsync = [sys.executable, "-m", "magsync"]
         web_url = f"http://127.0.0.1:{self.ports['web']}"
-        self.env.setdefault("MAGENTO_WEBHOOK_SECRET", secrets.token_hex(24))
+        if not self.adobe:
+            self.env.setdefault("MAGENTO_WEBHOOK_SECRET", secrets.token_hex(24))
 
         if not self.env.get("SALESFORCE_CLIENT_ID"):
             org = self.spawn(
@@ -175,17 +179,9 @@ class Stack:
                     leftover.unlink()
                 self.env["DATABASE_URL"] = f"sqlite:///{ledger}"
         if not self.env.get("MAGENTO_BASE_URL"):
-            store = self.spawn(
-                "sandbox-magento",
-                [
-                    *magsync, "sandbox", "magento", "--port", str(self.ports["store"]),
-                    "--webhook-url", f"{web_url}/magento/webhook",
-                    "--webhook-secret", self.env["MAGENTO_WEBHOOK_SECRET"].split(",")[0],
-                    "--retry-base", "1", "--retry-max-delay", "10",
-                ],
-            )  # fmt: skip
-            self.env.update(self.read_settings(store, _STORE_KEYS))
-            self.sandbox_store = self.env["MAGENTO_BASE_URL"]
+            self._start_store(magsync, web_url)
+        elif self.adobe and not self.env.get("ADOBE_IO_CLIENT_ID"):
+            raise RuntimeError("--adobe with your own store needs ADOBE_IO_CLIENT_ID")
 
         self._choose_broker()
         if not self.env.get("FLOWER_BASIC_AUTH"):
@@ -223,6 +219,30 @@ class Stack:
             "Use them with: magsync --env-file <this file> trace|check|dead ...",
         )
         return write_env_file(self.var / "sandbox" / "magsync.env", values, header)
+
+    def _start_store(self, magsync, web_url):
+        if self.adobe:
+            self.env.setdefault("ADOBE_IO_CLIENT_ID", secrets.token_hex(16))
+            intake = [
+                "--envelope", "adobe", "--webhook-url", f"{web_url}/adobe/events",
+                "--adobe-client-id", self.env["ADOBE_IO_CLIENT_ID"],
+                # Adobe's retries (1, 2, 4, 8 min, ...) in seconds for the demo.
+                "--time-scale", "0.05",
+            ]  # fmt: skip
+            keys = (*_STORE_KEYS, "ADOBE_IO_PUBLIC_KEY_BASE_URL")
+        else:
+            intake = [
+                "--webhook-url", f"{web_url}/magento/webhook",
+                "--webhook-secret", self.env["MAGENTO_WEBHOOK_SECRET"].split(",")[0],
+                "--retry-base", "1", "--retry-max-delay", "10",
+            ]  # fmt: skip
+            keys = _STORE_KEYS
+        store = self.spawn(
+            "sandbox-magento",
+            [*magsync, "sandbox", "magento", "--port", str(self.ports["store"]), *intake],
+        )
+        self.env.update(self.read_settings(store, keys))
+        self.sandbox_store = self.env["MAGENTO_BASE_URL"]
 
     def _choose_broker(self):
         url = self.env.get("CELERY_BROKER_URL") or DEFAULT_BROKER
@@ -322,8 +342,9 @@ class Stack:
     def describe(self):
         user, _, password = self.env["FLOWER_BASIC_AUTH"].partition(":")
         login = f"{user} / {password}" if self.flower_generated else "FLOWER_BASIC_AUTH"
+        route = "/adobe/events" if self.adobe else "/magento/webhook"
         lines = [
-            f"web (webhooks):  http://127.0.0.1:{self.ports['web']}/magento/webhook",
+            f"web (webhooks):  http://127.0.0.1:{self.ports['web']}{route}",
             f"Flower:          http://127.0.0.1:{self.ports['flower']}/  (login: {login})",
             f"broker:          {mask_url(self.env['CELERY_BROKER_URL'])}",
             f"logs:            {self.var / 'log'}/",
@@ -395,8 +416,19 @@ def _signal_group(popen, sig):
         os.killpg(popen.pid, sig)
 
 
-def run(root, var, ports, demo_orders=3, exit_when_synced=False, timeout=120.0, echo=print):
-    """Start the stack, run the demo, then serve until interrupted; returns an exit code."""
+def run(
+    root,
+    var,
+    ports,
+    demo_orders=3,
+    exit_when_synced=False,
+    timeout=120.0,
+    echo=print,
+    adobe=False,
+):
+    """Start the stack, run the demo, then serve until interrupted; returns an exit code.
+
+    ``adobe`` runs the Adobe I/O Events intake instead of the seed webhook's."""
     try:
         env = {**read_env_file(root / ".env"), **os.environ}
     except EnvFileError as exc:
@@ -405,7 +437,7 @@ def run(root, var, ports, demo_orders=3, exit_when_synced=False, timeout=120.0, 
     Settings.from_env(env)  # malformed settings stop here, before anything starts
     for sub in ("log", "sandbox"):
         (var / sub).mkdir(parents=True, exist_ok=True)
-    stack = Stack(root=root, var=var, ports=ports, echo=echo, env=env)
+    stack = Stack(root=root, var=var, ports=ports, echo=echo, env=env, adobe=adobe)
     stopping = []
 
     def on_signal(signum, frame):

@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 
-from magsync.ledger import Version
+from magsync.ledger import LedgerUnavailable, Version
 from magsync.mapping.common import customer_key
 from magsync.mapping.lead import lead_record
 from magsync.mapping.opportunity import opportunity_record
@@ -47,8 +47,15 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 def sync_order(event, services):
     """Sync the order an event names; returns what was done (for logs, Flower, the task shell).
 
-    The result has ``skipped`` (``stale`` or ``unchanged``) when nothing was written.
+    The result has ``skipped`` (``stale``, ``unchanged`` or ``duplicate``) when nothing was
+    written. An event whose sender repeats its id on redelivery (``adobe_event_id``) and whose
+    id the ledger has recorded is a duplicate: skipped before Magento or Salesforce is asked.
     """
+    services.ledger.ready()
+    _prune_event_ids(services.ledger)
+    event_id = event.get("adobe_event_id")
+    if event_id and services.ledger.event_applied(event_id):
+        return _skip_duplicate(event, event_id, services.ledger)
     if services.magento is not None:
         document = services.magento.get_order(event["entity_id"])
         source = "rest"
@@ -56,9 +63,27 @@ def sync_order(event, services):
         document = event["order"]
         source = "webhook"
     order = load_order(document)
-    services.ledger.ready()
     with services.ledger.locks() as locks:
-        return _apply(order, source, services, locks)
+        return _apply(order, source, services, locks, event_id)
+
+
+def _skip_duplicate(event, event_id, ledger):
+    number = str(event["increment_id"])
+    ledger.skip_duplicate(number, event_id)
+    summary = {"order": number, "event_id": event_id, "skipped": "duplicate"}
+    log.info("order event skipped", extra=summary)
+    return summary
+
+
+def _prune_event_ids(ledger):
+    """Forget old event ids now and then; a failure here must not hold up the order."""
+    try:
+        pruned = ledger.prune_events_if_due()
+    except LedgerUnavailable:
+        log.warning("event ids not pruned", exc_info=True)
+        return
+    if pruned:
+        log.info("event ids pruned", extra={"pruned": pruned})
 
 
 # -- deciding -----------------------------------------------------------------------------------
@@ -104,14 +129,14 @@ def skip_reason(version, state):
     return None
 
 
-def _apply(order, source, services, locks):
+def _apply(order, source, services, locks, event_id=None):
     locks.acquire("order", order.increment_id)
     if order.parent_increment_id:
         # Always after the edited order's own lock: locks are taken child first, everywhere.
         locks.acquire("order", order.parent_increment_id)
     state = services.ledger.order(order.increment_id)
     record = primary_record(order, state, services.settings)
-    version = _version(order, record, source)
+    version = _version(order, record, source, event_id)
     summary = {
         "order": order.increment_id,
         "updated_at": order.updated_at.strftime(TIME_FORMAT),
@@ -127,7 +152,7 @@ def _apply(order, source, services, locks):
     return _write(order, record, state, version, services, locks, summary)
 
 
-def _version(order, record, source):
+def _version(order, record, source, event_id=None):
     return Version(
         increment_id=order.increment_id,
         entity_id=order.entity_id,
@@ -138,6 +163,7 @@ def _version(order, record, source):
         customer_email=customer_key(order.customer_email),
         source=source,
         parent_increment_id=order.parent_increment_id,
+        event_id=event_id,
     )
 
 

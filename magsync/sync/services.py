@@ -33,4 +33,3 @@ class Services:
         self.writer.session.close()
         if self.magento is not None:
             self.magento.session.close()
-

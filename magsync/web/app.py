@@ -1,4 +1,4 @@
-"""The web process's factory: the Flask app, its publisher, the webhook view and health.
+"""The web process's factory: the Flask app, its publisher, the webhook views and health.
 
 Nothing reads the environment or builds an app at import time.
 """
@@ -11,9 +11,9 @@ from flask import Flask, jsonify
 from magsync import alerts, logs
 from magsync.messaging.app import create_celery
 from magsync.messaging.broker import Publisher
-from magsync.settings import Settings
+from magsync.settings import ConfigError, Settings
+from magsync.web import adobe, webhook
 from magsync.web import health as ops
-from magsync.web import webhook
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,13 @@ class Receiver:
 def create_app(settings=None, *, publisher=None):
     """Build the web process's Flask app (its publishing Celery app in ``extensions["celery"]``).
 
-    ``MAGENTO_WEBHOOK_SECRET`` is required: the process refuses to start without it rather than
-    accept unsigned orders. ``publisher`` replaces the broker publisher (tests of paths that
-    never publish pass a fake one, so they need no RabbitMQ).
+    Each intake is on when its setting is: ``MAGENTO_WEBHOOK_SECRET`` serves
+    ``POST /magento/webhook`` (the seed's HMAC), ``ADOBE_IO_CLIENT_ID`` serves ``/adobe/events``
+    (Adobe I/O Events); a route whose intake is off answers 404. With neither, the process
+    refuses to start rather than accept unsigned orders, unless the store is polled
+    (reconciliation configured): then it serves only the health endpoints. ``publisher``
+    replaces the broker publisher (tests of paths that never publish pass a fake one, so they
+    need no RabbitMQ).
     """
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
@@ -44,15 +48,15 @@ def create_app(settings=None, *, publisher=None):
     app.extensions["magsync.settings"] = settings
     app.extensions["celery"] = celery
 
-    settings.require("webhook_secrets")
-    if publisher is None:
-        publisher = Publisher(celery, celery.magsync_topology, settings.publish_timeout)
-        # The dead-letter exchange must exist before anything can be dead-lettered.
-        publisher.declare_now()
-    app.extensions["magsync.receiver"] = Receiver(
-        settings.webhook_secrets, settings.max_body_bytes, publisher
-    )
-    app.register_blueprint(webhook.bp)
+    if _intakes_on(settings):
+        if publisher is None:
+            publisher = Publisher(celery, celery.magsync_topology, settings.publish_timeout)
+            # The dead-letter exchange must exist before anything can be dead-lettered.
+            publisher.declare_now()
+        app.extensions["magsync.receiver"] = Receiver(
+            settings.webhook_secrets, settings.max_body_bytes, publisher
+        )
+        _register_intakes(app, settings, publisher)
     if not settings.broker_is_rabbitmq:
         log.warning(
             "broker is not RabbitMQ: no publisher confirms or dead letters, for trying only",
@@ -63,6 +67,32 @@ def create_app(settings=None, *, publisher=None):
     app.register_error_handler(404, _json_error)
     app.register_error_handler(405, _json_error)
     return app
+
+
+def _intakes_on(settings):
+    """True when a webhook intake is configured; ``ConfigError`` when none is and the store is
+    not polled either (orders would reach magsync no way at all)."""
+    if settings.webhook_secrets or settings.adobe_client_id:
+        return True
+    if not settings.reconcile_enabled:
+        raise ConfigError(
+            "no way in for orders: set MAGENTO_WEBHOOK_SECRET (webhooks signed by a Magento "
+            "module), ADOBE_IO_CLIENT_ID (Adobe I/O Events), or both; or, for a store polled "
+            "only, the MAGENTO_* REST settings with MAGSYNC_RECONCILE_INTERVAL > 0"
+        )
+    log.warning(
+        "no webhook intake is on: serving health endpoints only; orders come from polling",
+        extra={"reconcile_interval": settings.reconcile_interval},
+    )
+    return False
+
+
+def _register_intakes(app, settings, publisher):
+    if settings.webhook_secrets:
+        app.register_blueprint(webhook.bp)
+    if settings.adobe_client_id:
+        app.extensions["magsync.adobe"] = adobe.AdobeIntake.build(settings, publisher)
+        app.register_blueprint(adobe.bp)
 
 
 def _too_large(error):

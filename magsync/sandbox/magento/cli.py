@@ -43,6 +43,23 @@ def _secret(ctx, param, value):
 @click.option("--max-attempts", default=10, show_default=True, help="Attempts before giving up.")
 @click.option("--give-up-after", default=86400.0, show_default=True, help="Give up after s.")
 @click.option("--timeout", default=10.0, show_default=True, help="Per-attempt timeout, s.")
+@click.option(
+    "--time-scale",
+    default=1.0,
+    show_default=True,
+    help="Multiplies Adobe's retry schedule (1, 2, 4, 8 min, then 15 min for 24 h).",
+)
+@click.option(
+    "--adobe-client-id",
+    default=None,
+    help="I/O project the Adobe envelope is addressed to (random when not given).",
+)
+@click.option(
+    "--rotate-key-after",
+    default=0.0,
+    show_default=True,
+    help="Replace Adobe key 1 (same path) this many seconds after start (0: never).",
+)
 @click.option("--consumer-key", callback=_secret, help="Pin the integration's consumer key.")
 @click.option("--consumer-secret", callback=_secret, help="Pin the consumer secret.")
 @click.option("--access-token", callback=_secret, help="Pin the access token.")
@@ -69,6 +86,7 @@ def command(ctx, **options):
         envelope=options["envelope"],
         seed=options["seed"],
         integration=integration,
+        adobe_client_id=options["adobe_client_id"],
         senders=options["senders"],
         retry={
             "base": options["retry_base"],
@@ -76,6 +94,7 @@ def command(ctx, **options):
             "max_attempts": options["max_attempts"],
             "give_up_after": options["give_up_after"],
             "timeout": options["timeout"],
+            "time_scale": options["time_scale"],
         },
         chaos={
             "duplicate": options["duplicate"],
@@ -94,15 +113,32 @@ def command(ctx, **options):
         store.start()
         if options["orders"]:
             store.create_orders(options["orders"])
-        for key, value in store.settings().items():
+        shown = store.settings()
+        if options["envelope"] == "adobe":
+            shown.update(store.adobe_settings())
+        for key, value in shown.items():
             click.echo(f"{key}={value}")
         sys.stdout.flush()
+        _rotate_later(store, options["rotate_key_after"], stopping)
         while not stopping.wait(0.5):
             pass
     finally:
         store.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _rotate_later(store, seconds, stopping):
+    """Replace Adobe key 1 after ``seconds`` (the key-rotation knob), unless stopped first."""
+    if seconds <= 0:
+        return
+
+    def rotate():
+        if not stopping.wait(seconds):
+            store.rotate_adobe_key(1)
+            click.echo("adobe key 1 rotated", err=True)
+
+    threading.Thread(target=rotate, name="adobe-key-rotation", daemon=True).start()
 
 
 def _client_command(function):
@@ -183,6 +219,14 @@ def deliveries(client, since):
 def status(client):
     """Print order count and delivery counters."""
     return client.status()
+
+
+@command.command("rotate-key")
+@click.argument("number", type=click.IntRange(1, 2), default=1)
+@_client_command
+def rotate_key(client, number):
+    """Replace Adobe signing key NUMBER (1 or 2) with a new key at the same path."""
+    return client.rotate_adobe_key(number)
 
 
 @command.command("chaos")

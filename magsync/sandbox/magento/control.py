@@ -25,7 +25,8 @@ GET/PUT  ``/_sandbox/retry``                         retry policy; PUT changes t
 POST     ``/_sandbox/delivery/pause``                hold all deliveries
 POST     ``/_sandbox/delivery/resume``               release them
 GET      ``/_sandbox/idle?timeout=S``                wait up to S seconds for an empty queue
-GET      ``/_sandbox/adobe/keys/pub-key-{1,2}.pem``  public keys of the Adobe envelope signatures
+GET      ``/_sandbox/adobe``                         Adobe I/O: client id, key paths, key base URL
+POST     ``/_sandbox/adobe/keys/{1,2}/rotate``       replace a signing key (same path)
 =======  ==========================================  ==============================================
 """
 
@@ -57,7 +58,7 @@ SUMMARY_FIELDS = (
 
 @dataclass(frozen=True)
 class Raw:
-    """A non-JSON answer (the Adobe public keys)."""
+    """A non-JSON answer (an Adobe public key)."""
 
     content: bytes
     content_type: str
@@ -178,9 +179,13 @@ def idle(store, match, query, body):
     return 200, {"idle": reached, **store.status()["delivery"]}
 
 
-def adobe_key(store, match, query, body):
-    pem = store.adobe_keys.public_pem(int(match.group("n")) - 1)
-    return 200, Raw(pem, "application/x-pem-file")
+def adobe(store, match, query, body):
+    return 200, {**store.adobe_settings(), "key_paths": list(store.adobe_keys.paths)}
+
+
+def rotate_adobe_key(store, match, query, body):
+    path = store.rotate_adobe_key(int(match.group("n")))
+    return 200, {"rotated": int(match.group("n")), "path": path}
 
 
 ROUTES = [
@@ -205,7 +210,8 @@ ROUTES = [
     ("POST", r"/_sandbox/delivery/pause", pause),
     ("POST", r"/_sandbox/delivery/resume", resume),
     ("GET", r"/_sandbox/idle", idle),
-    ("GET", r"/_sandbox/adobe/keys/pub-key-(?P<n>[12])\.pem", adobe_key),
+    ("GET", r"/_sandbox/adobe", adobe),
+    ("POST", r"/_sandbox/adobe/keys/(?P<n>[12])/rotate", rotate_adobe_key),
 ]
 """Control routes: (method, path pattern, handler(store, match, query, body) -> (status, doc))."""
 
@@ -350,6 +356,13 @@ class ControlClient:
 
     def verify_webhook(self, timeout=10.0):
         return self._call("POST", "webhook/challenge", {"timeout": timeout})
+
+    def adobe(self):
+        """The Adobe I/O settings magsync needs, and the key paths."""
+        return self._call("GET", "adobe")
+
+    def rotate_adobe_key(self, number=1):
+        return self._call("POST", f"adobe/keys/{number}/rotate")
 
     def retry_policy(self):
         return self._call("GET", "retry")

@@ -1,4 +1,6 @@
-"""The store's HTTP server: Magento's REST API under ``/rest``, the control API under ``/_sandbox``.
+"""The store's HTTP server: Magento's REST API under ``/rest``, the control API under ``/_sandbox``,
+and the public keys of the Adobe envelope's signatures under ``/prod/keys/`` (as Adobe's key host
+serves them).
 
 A threaded stdlib server speaking HTTP/1.1 with keep-alive. REST routes (:data:`REST_ROUTES`)
 are matched first, as Magento's router does, so an unknown path is a 404 even without
@@ -20,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from magsync.sandbox.magento import control, search
 from magsync.sandbox.magento.errors import MagentoError, internal_error, no_route
-from magsync.sandbox.magento.webhooks import php_json
+from magsync.sandbox.magento.webhooks import ADOBE_KEY_PREFIX, php_json
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.dispatch("GET")
 
+    def do_HEAD(self):
+        self.dispatch("GET")
+
     def do_POST(self):
         self.dispatch("POST")
 
@@ -127,6 +132,9 @@ class Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         store = self.server.store
         try:
+            if path.startswith(ADOBE_KEY_PREFIX) and method == "GET":
+                self._adobe_key(store, path)
+                return
             if path.startswith("/_sandbox/"):
                 status, document = control.dispatch(store, method, path, query, body)
                 self._send(status, document, php=False)
@@ -141,6 +149,13 @@ class Handler(BaseHTTPRequestHandler):
             log.exception("sandbox magento request failed", extra={"path": path})
             error = internal_error()
             self._send(error.status, error.body(), php=True)
+
+    def _adobe_key(self, store, path):
+        pem = store.adobe_keys.pem_at(path)
+        if pem is None:
+            self._send(404, control.Raw(b"Not Found", "text/plain"), php=False)
+        else:
+            self._send(200, control.Raw(pem, "application/x-pem-file"), php=False)
 
     def _rest(self, store, method, path, query):
         found = _REST_PATH.match(path)

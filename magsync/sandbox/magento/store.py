@@ -32,7 +32,8 @@ class SandboxStore:
     Keyword-only extras: ``integration`` (an :class:`Integration`; random secrets by default),
     ``retry`` (:class:`RetryPolicy` or its fields as a dict), ``chaos`` (:class:`Chaos` or a
     dict), ``senders`` (sender threads), ``clock`` (callable returning an aware UTC datetime),
-    ``customers`` (size of the registered-customer pool).
+    ``customers`` (size of the registered-customer pool), ``adobe_client_id`` (the I/O
+    project the Adobe envelope is addressed to; random by default).
 
     Orders returned by the methods are copies in REST shape; lifecycle methods raise
     :class:`~magsync.sandbox.magento.errors.MagentoError` (400) when Magento would refuse the
@@ -54,6 +55,7 @@ class SandboxStore:
         senders=8,
         clock=None,
         customers=250,
+        adobe_client_id=None,
     ):
         self.host = host
         self.port = port
@@ -64,9 +66,9 @@ class SandboxStore:
             [store["code"] for store in generator.stores.values()] + ["all"]
         )
         self.adobe_keys = AdobeKeys()
-        context = {
+        context = self.adobe_context = {
             "provider_id": str(uuid.uuid4()),
-            "recipient_client_id": secrets.token_hex(16),
+            "recipient_client_id": adobe_client_id or secrets.token_hex(16),
             "instance": "magsync-sandbox.Stage",
             "stores": {
                 store_id: (store["website_id"], store["group_id"])
@@ -147,6 +149,19 @@ class SandboxStore:
             self.sender.target.secret,
         )
         return dict(zip(SETTING_NAMES, values, strict=True))
+
+    def adobe_settings(self):
+        """What magsync's ``/adobe/events`` needs to accept this store's Adobe deliveries."""
+        return {
+            "ADOBE_IO_CLIENT_ID": self.adobe_context["recipient_client_id"],
+            "ADOBE_IO_PUBLIC_KEY_BASE_URL": self.url,
+        }
+
+    def rotate_adobe_key(self, number=1):
+        """Replace Adobe key ``number`` (1 or 2) with a new key at the same path; its path."""
+        if number not in (1, 2):
+            raise ValueError("Adobe keys are numbered 1 and 2")
+        return self.adobe_keys.rotate(number - 1)
 
     # -- orders ------------------------------------------------------------------------------
 

@@ -11,20 +11,27 @@ envelopes (:data:`ENVELOPES`):
 
 ``adobe``
     The Adobe I/O Events CloudEvent for ``com.adobe.commerce.observer.sales_order_save_after``:
-    ``specversion``, ``id``, ``source``, ``type``, ``datacontenttype``, ``time``, ``event_id``,
-    ``recipient_client_id`` and ``data`` = ``{"key", "value", "source", "_metadata"}`` where
-    ``value`` is the order's model data with string values (``"322.1700"``, ids ``"10"``),
-    ``items``, ``addresses`` and ``payment``, and no ``extension_attributes``. Headers:
-    ``x-adobe-event-id``, ``x-adobe-event-code``, ``x-adobe-digital-signature-1``/``-2``
-    (base64 RSA-SHA256 of the body) with ``x-adobe-public-key1-path``/``2-path`` (served by the
-    store under ``/_sandbox/adobe/``), plus ``X-Magento-Signature`` so one shared secret can
-    verify both envelopes.
+    ``specversion``, ``id`` (the CloudEvent's own, not the event id), ``source``, ``type``,
+    ``datacontenttype``, ``time``, ``eventid`` and ``recipientclientid`` with their deprecated
+    twins ``event_id`` and ``recipient_client_id`` (the store's ``adobe_client_id``), and ``data``
+    = ``{"key", "value", "source", "_metadata"}`` where ``value`` is the order's model data with
+    string values (``"322.1700"``, ids ``"10"``), ``items``, ``addresses`` and ``payment``, and
+    no ``extension_attributes``. Headers: ``x-adobe-event-id``, ``x-adobe-event-code``,
+    ``x-adobe-digital-signature-1``/``-2`` (base64 RSA-SHA256 of the body, one per key) with
+    ``x-adobe-public-key1-path``/``2-path`` (``/prod/keys/pub-key-<uuid>.pem``, served by the
+    store as Adobe's key host serves them). No ``X-Magento-Signature``: Adobe never sends one.
+    Before the first delivery to a URL the sender runs Adobe's registration check
+    (``GET <url>?challenge=<token>``); a URL that does not echo the token gets no delivery, and
+    the attempt counts as failed. :meth:`AdobeKeys.rotate` replaces a key (same path) mid-run.
 
 Delivery (:class:`Sender`): a pool of sender threads with keep-alive sessions. Deliveries of
 one order go out one at a time, in save order ("lanes"); different orders go in parallel.
-Connection errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter
-(honouring ``Retry-After``) until :class:`RetryPolicy` gives up; 2xx ends a delivery, as does
-any other status (a non-retryable refusal). Every attempt is logged.
+Seed deliveries: connection errors, timeouts, 429 and 5xx are retried with exponential backoff and
+jitter (honouring ``Retry-After``) until :class:`RetryPolicy` gives up. Adobe deliveries follow
+Adobe's schedule: connection errors, timeouts, 429 and 5xx except 505 are retried after 1, 2, 4
+and 8 minutes, then every 15 minutes until 24 hours have passed, all scaled by
+``RetryPolicy.time_scale`` (tests run the day in seconds). 2xx ends a delivery, as does any other
+status (a non-retryable refusal). Every attempt is logged.
 
 Chaos (:class:`Chaos`): ``duplicate`` (probability of sending a save twice, same body and
 event id), ``drop`` (probability of never sending it; logged as ``dropped`` so reconciliation
@@ -57,7 +64,11 @@ from magsync.sandbox.magento.amounts import db_string
 EVENT = "sales_order_save_after"
 ADOBE_EVENT_CODE = "com.adobe.commerce.observer.sales_order_save_after"
 SIGNATURE_HEADER = "X-Magento-Signature"
-ADOBE_KEY_PATHS = ("/_sandbox/adobe/keys/pub-key-1.pem", "/_sandbox/adobe/keys/pub-key-2.pem")
+ADOBE_KEY_PREFIX = "/prod/keys/"
+# Adobe's retry delays in seconds (then ADOBE_RETRY_EVERY until ADOBE_RETRY_FOR has passed).
+ADOBE_RETRY_DELAYS = (60.0, 120.0, 240.0, 480.0)
+ADOBE_RETRY_EVERY = 900.0
+ADOBE_RETRY_FOR = 86400.0
 USER_AGENT = "magsync-sandbox-magento"
 
 
@@ -129,15 +140,19 @@ def adobe_envelope(order, event_id, context):
     """The Adobe I/O Events CloudEvent body for a saved order."""
     now = datetime.now(UTC)
     website_id, group_id = context.get("stores", {}).get(order["store_id"], (1, 1))
+    recipient = context["recipient_client_id"]
     document = {
         "specversion": "1.0",
-        "id": event_id,
+        # The CloudEvent's id is its own: receivers must dedupe on eventid, not on this.
+        "id": str(uuid.uuid4()),
         "source": f"urn:uuid:{context['provider_id']}",
         "type": ADOBE_EVENT_CODE,
         "datacontenttype": "application/json",
         "time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
         "event_id": event_id,
-        "recipient_client_id": context["recipient_client_id"],
+        "eventid": event_id,
+        "recipient_client_id": recipient,
+        "recipientclientid": recipient,
         "data": {
             "key": str(uuid.uuid4()),
             "value": model_data(order),
@@ -160,20 +175,28 @@ ENVELOPES = {"seed": seed_envelope, "adobe": adobe_envelope}
 
 
 class AdobeKeys:
-    """The two RSA key pairs Adobe I/O Events signs deliveries with (made on first use)."""
+    """The two RSA key pairs Adobe I/O Events signs deliveries with (made on first use).
+
+    Each is published at ``/prod/keys/pub-key-<uuid>.pem``, as on Adobe's key host.
+    :meth:`rotate` replaces a key pair and keeps its path: a receiver that cached the old key
+    verifies through the other signature until its cache expires and it fetches the new one.
+    """
 
     def __init__(self):
         self._keys = None
+        self._paths = [f"{ADOBE_KEY_PREFIX}pub-key-{uuid.uuid4()}.pem" for _ in range(2)]
         self._lock = threading.Lock()
 
     def _pairs(self):
         with self._lock:
             if self._keys is None:
-                self._keys = [
-                    rsa.generate_private_key(public_exponent=65537, key_size=2048)
-                    for _ in ADOBE_KEY_PATHS
-                ]
-            return self._keys
+                self._keys = [_new_key() for _ in self._paths]
+            return list(self._keys)
+
+    @property
+    def paths(self):
+        """The key paths, key 1 first (for ``x-adobe-public-key1-path`` / ``2-path``)."""
+        return tuple(self._paths)
 
     def public_pem(self, index):
         """PEM of public key ``index`` (0 or 1)."""
@@ -185,12 +208,52 @@ class AdobeKeys:
             )
         )
 
+    def pem_at(self, path):
+        """The PEM published at ``path``, or None."""
+        if path not in self._paths:
+            return None
+        return self.public_pem(self._paths.index(path))
+
+    def rotate(self, index):
+        """Replace key ``index`` (0 or 1) with a new key pair at the same path."""
+        self._pairs()
+        key = _new_key()
+        with self._lock:
+            self._keys[index] = key
+        return self._paths[index]
+
     def signatures(self, body):
         """The two base64 RSA-SHA256 (PKCS#1 v1.5) signatures of a body."""
         return [
             base64.b64encode(key.sign(body, padding.PKCS1v15(), hashes.SHA256())).decode("ascii")
             for key in self._pairs()
         ]
+
+    def headers(self, body):
+        """The signature and key-path headers Adobe sends with ``body``."""
+        first, second = self.signatures(body)
+        return {
+            "x-adobe-digital-signature-1": first,
+            "x-adobe-digital-signature-2": second,
+            "x-adobe-public-key1-path": self._paths[0],
+            "x-adobe-public-key2-path": self._paths[1],
+        }
+
+
+def _new_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def adobe_retry_delay(failures, time_scale=1.0):
+    """Seconds before Adobe's retry after ``failures`` failed attempts (scaled)."""
+    if failures <= len(ADOBE_RETRY_DELAYS):
+        return ADOBE_RETRY_DELAYS[failures - 1] * time_scale
+    return ADOBE_RETRY_EVERY * time_scale
+
+
+def adobe_retries(status_code):
+    """Whether Adobe retries after this answer (None: no answer, a timeout or network error)."""
+    return status_code is None or status_code == 429 or (status_code >= 500 and status_code != 505)
 
 
 # -- delivery ---------------------------------------------------------------------------------
@@ -204,7 +267,8 @@ class RetryPolicy:
     seconds (jitter), and at least what a ``Retry-After`` header asks, up to
     ``max_retry_after``. The sender gives up after ``max_attempts`` attempts or
     ``give_up_after`` seconds since the first. ``timeout`` bounds each attempt (Adobe I/O
-    Events allows 10 s).
+    Events allows 10 s). These apply to seed deliveries; Adobe deliveries follow Adobe's own
+    schedule, with every delay and its 24-hour limit multiplied by ``time_scale``.
     """
 
     base: float = 1.0
@@ -214,6 +278,11 @@ class RetryPolicy:
     give_up_after: float = 86400.0
     timeout: float = 10.0
     max_retry_after: float = 300.0
+    time_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.time_scale <= 0:
+            raise ValueError("time_scale must be greater than 0")
 
     def delay(self, failures, rng, retry_after=None):
         ceiling = min(self.max_delay, self.base * self.factor ** (failures - 1))
@@ -310,6 +379,9 @@ class Sender:
         self._stopping = False
         self._threads = []
         self._log = []
+        self._registration = threading.Lock()
+        self._registered_urls = set()
+        self._registrations = []
         self._counts = dict.fromkeys(
             ("saves", "queued", "delivered", "rejected", "gave_up", "dropped", "duplicated",
              "attempts", "retries"),
@@ -469,22 +541,38 @@ class Sender:
 
     def _headers(self, delivery, target):
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        if target.secret:
-            headers[SIGNATURE_HEADER] = sign(target.secret, delivery.body)
-        if delivery.envelope == "adobe":
-            if not delivery.adobe_signatures:
-                delivery.adobe_signatures = self._keys.signatures(delivery.body)
-            headers.update(
-                {
-                    "x-adobe-event-id": delivery.event_id,
-                    "x-adobe-event-code": ADOBE_EVENT_CODE,
-                    "x-adobe-digital-signature-1": delivery.adobe_signatures[0],
-                    "x-adobe-digital-signature-2": delivery.adobe_signatures[1],
-                    "x-adobe-public-key1-path": ADOBE_KEY_PATHS[0],
-                    "x-adobe-public-key2-path": ADOBE_KEY_PATHS[1],
-                }
-            )
+        if delivery.envelope != "adobe":
+            if target.secret:
+                headers[SIGNATURE_HEADER] = sign(target.secret, delivery.body)
+            return headers
+        if not delivery.adobe_signatures:
+            delivery.adobe_signatures = self._keys.signatures(delivery.body)
+        first, second = self._keys.paths
+        headers.update(
+            {
+                "x-adobe-event-id": delivery.event_id,
+                "x-adobe-event-code": ADOBE_EVENT_CODE,
+                "x-adobe-digital-signature-1": delivery.adobe_signatures[0],
+                "x-adobe-digital-signature-2": delivery.adobe_signatures[1],
+                "x-adobe-public-key1-path": first,
+                "x-adobe-public-key2-path": second,
+            }
+        )
         return headers
+
+    def _registered(self, url, timeout):
+        """Run Adobe's registration check on ``url`` once (until it passes); None when it has
+        passed, else why not."""
+        with self._registration:
+            if url in self._registered_urls:
+                return None
+            result = self.challenge(timeout, url=url)
+            with self._cond:
+                self._registrations.append(result)
+            if result["ok"]:
+                self._registered_urls.add(url)
+                return None
+        return f"registration check failed: {result['status']} {result['answer']}"
 
     def _attempt(self, session, lane, delivery, target, policy):
         """One HTTP attempt: ``(status_code, error, retry_after, elapsed_seconds)``."""
@@ -493,6 +581,10 @@ class Sender:
             delivery.first_attempt = started
         if target.url is None:
             return None, "no webhook URL", None, 0.0
+        if delivery.envelope == "adobe":
+            refused = self._registered(target.url, policy.timeout)
+            if refused:
+                return None, refused, None, time.monotonic() - started
         try:
             response = session.post(
                 target.url,
@@ -509,6 +601,26 @@ class Sender:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             return response.status_code, None, retry_after, time.monotonic() - started
 
+    def _outcome(self, delivery, policy, status_code, now):
+        """``delivered``, ``rejected``, ``gave_up`` or ``retrying``."""
+        if status_code is not None and 200 <= status_code < 300:
+            return "delivered"
+        since = now - delivery.first_attempt
+        if delivery.envelope == "adobe":
+            if not adobe_retries(status_code):
+                return "rejected"
+            return "gave_up" if since >= ADOBE_RETRY_FOR * policy.time_scale else "retrying"
+        if status_code is not None and status_code != 429 and status_code < 500:
+            return "rejected"
+        if delivery.attempts >= policy.max_attempts or since >= policy.give_up_after:
+            return "gave_up"
+        return "retrying"
+
+    def _retry_delay(self, delivery, policy, retry_after):
+        if delivery.envelope == "adobe":
+            return adobe_retry_delay(delivery.attempts, policy.time_scale)
+        return policy.delay(delivery.attempts, self._rng, retry_after)
+
     def _finish(self, lane, delivery, target, policy, result):
         status_code, error, retry_after, elapsed = result
         with self._cond:
@@ -516,20 +628,11 @@ class Sender:
             self._counts["attempts"] += 1
             delivery.attempts += 1
             now = time.monotonic()
-            if status_code is not None and 200 <= status_code < 300:
-                outcome = "delivered"
-            elif status_code is not None and status_code != 429 and status_code < 500:
-                outcome = "rejected"
-            elif delivery.attempts >= policy.max_attempts or (
-                now - delivery.first_attempt >= policy.give_up_after
-            ):
-                outcome = "gave_up"
-            else:
-                outcome = "retrying"
+            outcome = self._outcome(delivery, policy, status_code, now)
             self._record(delivery, outcome, status_code, error, elapsed, target.url)
             if outcome == "retrying":
                 self._counts["retries"] += 1
-                delivery.due = now + policy.delay(delivery.attempts, self._rng, retry_after)
+                delivery.due = now + self._retry_delay(delivery, policy, retry_after)
                 self._schedule(lane, now)
             else:
                 self._counts[outcome] += 1
@@ -563,12 +666,13 @@ class Sender:
             }
         )
 
-    def challenge(self, timeout=10.0):
+    def challenge(self, timeout=10.0, url=None):
         """Adobe's registration check: ``GET <url>?challenge=<token>`` must echo the token.
 
-        The answer may be the token itself or ``{"challenge": token}``; returns what happened.
+        ``url`` defaults to the current target's. The answer may be the token itself or
+        ``{"challenge": token}``; returns what happened.
         """
-        url = self._target.url
+        url = url or self._target.url
         token = uuid.uuid4().hex
         result = {"url": url, "challenge": token, "ok": False, "status": None, "answer": None}
         if url is None:
@@ -616,6 +720,7 @@ class Sender:
                 "log_size": len(self._log),
                 "target": {"url": self._target.url, "envelope": self._target.envelope},
                 "chaos": asdict(self._chaos),
+                "registrations": [dict(r) for r in self._registrations],
                 "policy": asdict(self._policy),
                 **self._counts,
             }

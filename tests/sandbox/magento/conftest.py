@@ -30,10 +30,13 @@ class Receiver:
     ``script`` is a list of answers used in turn (then the last one repeats); an answer is a
     status code, ``(status, headers)``, or ``("sleep", seconds, status)`` to answer late.
     ``responder(body)``, when set, answers instead (returning None falls back to the script).
+    ``challenges`` counts Adobe's registration checks (GET); ``echo_challenge`` False fails them.
     """
 
     def __init__(self):
         self.requests = []
+        self.challenges = 0
+        self.echo_challenge = True
         self.script = [200]
         self.responder = None
         self._lock = threading.Lock()
@@ -58,8 +61,10 @@ class Receiver:
 
             def do_GET(self):
                 # Adobe I/O Events' registration challenge: echo the token.
+                with receiver._lock:
+                    receiver.challenges += 1
                 token = self.path.partition("challenge=")[2]
-                payload = token.encode()
+                payload = token.encode() if receiver.echo_challenge else b"nope"
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()

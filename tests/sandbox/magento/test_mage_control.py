@@ -184,11 +184,13 @@ def test_interleaved_steps_follow_the_lag():
 
 
 def test_the_adobe_public_keys_are_served(store):
+    paths = store.adobe_keys.paths
     with requests.Session() as session:
-        for number in (1, 2):
-            answer = session.get(f"{store.url}/_sandbox/adobe/keys/pub-key-{number}.pem", timeout=5)
+        for path in paths:
+            answer = session.get(f"{store.url}{path}", timeout=5)
             assert answer.status_code == 200
             assert answer.content.startswith(b"-----BEGIN PUBLIC KEY-----")
+        assert session.get(f"{store.url}/prod/keys/pub-key-other.pem", timeout=5).status_code == 404
 
 
 def test_a_client_that_hangs_up_mid_answer_leaves_no_traceback(capfd):
