@@ -5,10 +5,11 @@ raise ``SalesforceError``. ``ROUTES`` maps path shapes and methods to ``(kind, h
 kind is the name under which the call is counted against the daily allowance (a Composite request
 and a Collections request count once, as in Salesforce).
 
-Limits of this org: request bodies up to ``MAX_BODY`` bytes (larger ones get 413), Collections up
-to 200 records, Composite up to 25 subrequests of which at most 5 are Collections or queries,
-query pages of 2000 records (``Sforce-Query-Options: batchSize=N``, 200..2000, to change), query
-cursors live 15 minutes after their last use.
+Limits of this org: request bodies up to ``MAX_BODY`` bytes (larger ones get 413; Bulk API 2.0
+uploads up to ``bulk.MAX_UPLOAD``, see ``max_body``), Collections up to 200 records, Composite
+up to 25 subrequests of which at most 5 are Collections or queries, query pages of 2000 records
+(``Sforce-Query-Options: batchSize=N``, 200..2000, to change), query cursors live 15 minutes
+after their last use. Bulk API 2.0 ingest (``jobs/ingest``) lives in ``bulk.py``.
 """
 
 import json
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote
 
-from magsync.sandbox.salesforce import ids, soql, validation
+from magsync.sandbox.salesforce import bulk, ids, soql, validation
 from magsync.sandbox.salesforce.errors import (
     SalesforceError,
     bad_request,
@@ -70,11 +71,12 @@ def parse_version(segment):
 
 @dataclass
 class Answer:
-    """A response: ``body`` is JSON-able (None for no body) unless ``raw`` bytes are given."""
+    """A response: ``body`` is JSON-able (None for no body), or text sent as ``content_type``."""
 
     status: int
     body: object = None
     headers: dict = field(default_factory=dict)
+    content_type: str | None = None
 
 
 @dataclass
@@ -208,16 +210,23 @@ def _body_dict(call):
     return validation.ensure_dict(call.json())
 
 
-def _save(call, obj, body, existing=None):
-    """Validate and store ``body`` (create when ``existing`` is None); returns the record."""
-    with call.store.transaction():
-        values = validation.prepare(call.store, obj, body, existing=existing, raw=call.text)
+def save_record(store, obj, body, existing=None, raw=None):
+    """Validate and store ``body`` (create when ``existing`` is None); returns the record.
+
+    ``raw`` is the request's JSON text, for the positions in JSON_PARSER_ERROR messages.
+    """
+    with store.transaction():
+        values = validation.prepare(store, obj, body, existing=existing, raw=raw)
         if existing is None:
-            record = call.store.insert(obj.name, values)
+            record = store.insert(obj.name, values)
         else:
-            record = call.store.update(obj.name, existing["Id"], values)
-        validation.after_save(call.store, obj, record)
+            record = store.update(obj.name, existing["Id"], values)
+        validation.after_save(store, obj, record)
         return record
+
+
+def _save(call, obj, body, existing=None):
+    return save_record(call.store, obj, body, existing=existing, raw=call.text)
 
 
 def _saved(record_id, created=None):
@@ -238,14 +247,18 @@ def resources(call):
 
 def limits(call):
     used, limit = call.org.api_usage()
-    unlimited = {"Max": 15000, "Remaining": 15000}
+    batches_used, _ = call.org.bulk.usage()
+    batches_max = call.org.bulk.daily_batches
     return Answer(
         200,
         {
             "ConcurrentAsyncGetReportInstances": {"Max": 200, "Remaining": 200},
             "DailyApiRequests": {"Max": limit, "Remaining": max(limit - used, 0)},
             "DailyAsyncApexExecutions": {"Max": 250000, "Remaining": 250000},
-            "DailyBulkApiBatches": dict(unlimited),
+            "DailyBulkApiBatches": {
+                "Max": batches_max,
+                "Remaining": max(batches_max - batches_used, 0),
+            },
             "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
             "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
             "DataStorageMB": {"Max": 1024, "Remaining": 1024},
@@ -553,19 +566,22 @@ def collections_update(call):
         if not id_keys or not body[id_keys[0]]:
             raise bad_request("MISSING_ARGUMENT", "Id not specified in an update call", [])
         record_id = body.pop(id_keys[0])
-        existing = _record_for_collection(call, obj, record_id)
+        existing = record_for_write(call.store, obj, record_id)
         return _saved(_save(call, obj, body, existing=existing)["Id"])
 
     return _run_records(call, records, all_or_none, operation)
 
 
-def _record_for_collection(call, obj, record_id):
+def record_for_write(store, obj, record_id):
+    """The live record ``record_id`` of ``obj`` for an update or delete of many records, or the
+    per-record error Salesforce reports (MALFORMED_ID, ENTITY_IS_DELETED,
+    INVALID_CROSS_REFERENCE_KEY)."""
     key = ids.normalize(record_id)
     if key is None:
         raise bad_request("MALFORMED_ID", f"malformed id {record_id}", [])
-    record = call.store.get(obj.name, key) if key[:3] == obj.key_prefix else None
+    record = store.get(obj.name, key) if key[:3] == obj.key_prefix else None
     if record is None:
-        if call.store.is_deleted(obj.name, key):
+        if store.is_deleted(obj.name, key):
             raise bad_request("ENTITY_IS_DELETED", "entity is deleted", [])
         raise bad_request("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
     return record
@@ -893,6 +909,20 @@ ROUTES = [
         },
     ),
     (("composite", "sobjects", "*", "*"), {"PATCH": ("collectionsUpsert", collections_upsert)}),
+    (
+        ("jobs", "ingest"),
+        {"GET": ("ingestList", bulk.list_jobs), "POST": ("ingestCreate", bulk.create)},
+    ),
+    (
+        ("jobs", "ingest", "*"),
+        {
+            "GET": ("ingestInfo", bulk.info),
+            "PATCH": ("ingestState", bulk.set_state),
+            "DELETE": ("ingestDelete", bulk.delete),
+        },
+    ),
+    (("jobs", "ingest", "*", "batches"), {"PUT": ("ingestUpload", bulk.upload)}),
+    (("jobs", "ingest", "*", "*"), {"GET": ("ingestResults", bulk.results)}),
 ]
 
 
@@ -913,6 +943,24 @@ def route(segments, method):
             args = [seg for part, seg in zip(shape, segments, strict=True) if part == "*"]
             return kind, handler, args
     raise not_found()
+
+
+def max_body(method, path):
+    """The largest request body this org reads for ``method`` on ``path``: a Bulk API 2.0 upload
+    may carry ``bulk.MAX_UPLOAD`` bytes, anything else ``MAX_BODY``."""
+    segments = split_path(path)
+    if (
+        method == "PUT"
+        and len(segments) == 7
+        and segments[3:5] + segments[6:]
+        == [
+            "jobs",
+            "ingest",
+            "batches",
+        ]
+    ):
+        return bulk.MAX_UPLOAD
+    return MAX_BODY
 
 
 def split_path(path):

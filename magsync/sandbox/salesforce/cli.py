@@ -10,6 +10,7 @@ import threading
 
 import click
 
+from magsync.sandbox.salesforce import bulk
 from magsync.sandbox.salesforce.faults import FaultError, FaultRule, parse_spec
 from magsync.sandbox.salesforce.org import SandboxOrg
 
@@ -63,6 +64,27 @@ def _faults(ctx, param, values):
     help="Extra random latency, up to this.",
 )
 @click.option(
+    "--bulk-latency",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds a closed Bulk API 2.0 job waits as UploadComplete, and again as InProgress.",
+)
+@click.option(
+    "--bulk-daily-batches",
+    default=bulk.DAILY_BATCHES,
+    show_default=True,
+    type=int,
+    help="Bulk API batches (10,000 records each) allowed in a rolling 24 hours.",
+)
+@click.option(
+    "--bulk-daily-records",
+    default=bulk.DAILY_RECORDS,
+    show_default=True,
+    type=int,
+    help="Bulk API records allowed in a rolling 24 hours.",
+)
+@click.option(
     "--schema",
     "schema_path",
     type=click.Path(dir_okay=False, exists=True),
@@ -85,12 +107,15 @@ def command(
     max_in_flight,
     latency_ms,
     jitter_ms,
+    bulk_latency,
+    bulk_daily_batches,
+    bulk_daily_records,
     schema_path,
     fault_specs,
 ):
     """Run the sandbox Salesforce org.
 
-    It serves HTTPS: the OAuth JWT bearer flow and the REST data API.
+    It serves HTTPS: the OAuth JWT bearer flow, the REST data API and Bulk API 2.0 ingest.
     """
     try:
         org = SandboxOrg(
@@ -104,6 +129,9 @@ def command(
             latency_ms=latency_ms,
             jitter_ms=jitter_ms,
             fault_specs=fault_specs,
+            bulk_latency=bulk_latency,
+            bulk_daily_batches=bulk_daily_batches,
+            bulk_daily_records=bulk_daily_records,
         ).start()
     except (OSError, FaultError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -22,6 +22,8 @@ POST   /_sandbox/tokens                      ``{"access_token": ...}`` without a
 POST   /_sandbox/refresh-tokens              ``{"refresh_token": ...}`` for the refresh grant
 POST   /_sandbox/token-ttl                   ``{"seconds": S}``
 POST   /_sandbox/limits                      ``{"daily_limit"?, "max_in_flight"?, "api_usage"?}``
+POST   /_sandbox/bulk                        ``{"latency"?, "daily_batches"?, "daily_records"?}``
+GET    /_sandbox/bulk/jobs                   every Bulk API 2.0 ingest job's info
 POST   /_sandbox/users/{username}/revoke     JWT and refresh grants fail with invalid_grant
 POST   /_sandbox/users/{username}/restore    ... until restored
 ====== ===================================== ================================================
@@ -79,6 +81,10 @@ def _limits(org, body):
     return org.set_limits(body.get("daily_limit"), body.get("max_in_flight"), body.get("api_usage"))
 
 
+def _bulk(org, body):
+    return org.set_bulk(body.get("latency"), body.get("daily_batches"), body.get("daily_records"))
+
+
 ROUTES = {
     ("GET", ("settings",)): lambda org, body: org.settings(),
     ("GET", ("stats",)): lambda org, body: org.stats(),
@@ -98,6 +104,8 @@ ROUTES = {
     ("POST", ("refresh-tokens",)): lambda org, body: {"refresh_token": org.issue_refresh_token()},
     ("POST", ("token-ttl",)): lambda org, body: org.set_token_ttl(_required(body, "seconds")),
     ("POST", ("limits",)): _limits,
+    ("POST", ("bulk",)): _bulk,
+    ("GET", ("bulk", "jobs")): lambda org, body: org.bulk_jobs(),
     ("POST", ("users", "*", "revoke")): lambda org, body, user: (
         org.revoke_user(user) or {"revoked": user}
     ),
@@ -220,3 +228,10 @@ class ControlClient:
 
     def set_token_ttl(self, seconds):
         return self._call("POST", "token-ttl", {"seconds": seconds})
+
+    def set_bulk(self, latency=None, daily_batches=None, daily_records=None):
+        body = {"latency": latency, "daily_batches": daily_batches, "daily_records": daily_records}
+        return self._call("POST", "bulk", {k: v for k, v in body.items() if v is not None})
+
+    def bulk_jobs(self):
+        return self._call("GET", "bulk/jobs")

@@ -3,14 +3,15 @@
 The control methods (``records``, ``insert``, ``stats``, ``reset_stats``, ``reset``,
 ``add_fault``, ``remove_fault``, ``clear_faults``, ``fault_rules``, ``set_latency``,
 ``expire_tokens``, ``issue_access_token``, ``issue_refresh_token``, ``revoke_user``,
-``restore_user``, ``set_limits``, ``set_token_ttl``, ``settings``) are the same, with the same
-arguments and results, on ``control.ControlClient`` for other processes.
+``restore_user``, ``set_limits``, ``set_token_ttl``, ``set_bulk``, ``bulk_jobs``, ``settings``)
+are the same, with the same arguments and results, on ``control.ControlClient`` for other
+processes.
 """
 
 import collections
 import threading
 
-from magsync.sandbox.salesforce import api, auth, certs, faults, validation
+from magsync.sandbox.salesforce import api, auth, bulk, certs, faults, validation
 from magsync.sandbox.salesforce import schema as org_schema
 from magsync.sandbox.salesforce.errors import SalesforceError, request_limit
 from magsync.sandbox.salesforce.store import Store
@@ -24,7 +25,10 @@ class SandboxOrg:
     seconds, ``daily_limit`` the daily API allowance, ``max_in_flight`` the number of concurrent
     data requests beyond which requests are refused (403 ConcurrentPerOrgLongTxn), ``schema`` the
     org's schema (None: the packaged one; a path or a dict: a variant org). ``latency_ms``,
-    ``jitter_ms`` and ``fault_specs`` start the org with those already set.
+    ``jitter_ms`` and ``fault_specs`` start the org with those already set. ``bulk_latency`` is
+    how many seconds a closed Bulk API 2.0 job waits as UploadComplete, and again as InProgress,
+    before its records are written; ``bulk_daily_batches`` and ``bulk_daily_records`` are the
+    rolling-24-hour Bulk API allocations (``bulk.py``).
     """
 
     def __init__(
@@ -39,6 +43,9 @@ class SandboxOrg:
         latency_ms=0.0,
         jitter_ms=0.0,
         fault_specs=(),
+        bulk_latency=0.0,
+        bulk_daily_batches=bulk.DAILY_BATCHES,
+        bulk_daily_records=bulk.DAILY_RECORDS,
     ):
         self.host = host
         self._port = int(port)
@@ -49,6 +56,7 @@ class SandboxOrg:
             self.identity, certs.client_public_key(self.identity), token_ttl
         )
         self.cursors = api.Cursors()
+        self.bulk = bulk.Jobs(self)
         self._faults = faults.Faults(latency_ms, jitter_ms)
         self._initial = {
             "token_ttl": float(token_ttl),
@@ -57,6 +65,11 @@ class SandboxOrg:
             "latency_ms": float(latency_ms),
             "jitter_ms": float(jitter_ms),
             "faults": [dict(spec) for spec in fault_specs],
+            "bulk": {
+                "latency": float(bulk_latency),
+                "daily_batches": int(bulk_daily_batches),
+                "daily_records": int(bulk_daily_records),
+            },
         }
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -89,6 +102,7 @@ class SandboxOrg:
         if server is None:
             return
         self._stopping.set()
+        self.bulk.shutdown()
         server.stop_serving()
         self._thread.join()
         server.server_close()
@@ -168,8 +182,13 @@ class SandboxOrg:
         grant: ``jwt-bearer``, ``refresh_token``, ``other``) and ``token_requests_total``;
         ``token_errors`` (errors the org answered, by OAuth error); ``rejected`` (by reason:
         ``INVALID_SESSION_ID``, ``TotalRequests``, ``ConcurrentPerOrgLongTxn``);
-        ``faults_fired``; ``responses`` (by status code); ``in_flight`` and ``in_flight_peak``.
+        ``faults_fired``; ``responses`` (by status code); ``in_flight`` and ``in_flight_peak``;
+        ``bulk``: Bulk API 2.0 ``jobs`` (and ``jobs_by_state``, and ``jobs_running``: closed
+        jobs whose processing has not ended), the ``batches_used`` and
+        ``records_used`` of the last 24 hours, and the ``latency`` and ``daily_batches`` /
+        ``daily_records`` allocations.
         """
+        bulk_stats = self.bulk.stats()
         with self._lock:
             return {
                 "api_calls": sum(self._api_calls.values()),
@@ -185,10 +204,13 @@ class SandboxOrg:
                 "responses": {str(k): v for k, v in sorted(self._responses.items())},
                 "in_flight": self._in_flight,
                 "in_flight_peak": self._in_flight_peak,
+                "bulk": bulk_stats,
             }
 
     def reset_stats(self):
-        """Counters back to zero (the API usage too); records, faults and limits stay."""
+        """Counters back to zero (the API usage and the Bulk API allocations' use too); records,
+        Bulk API jobs, faults and limits stay."""
+        self.bulk.reset_usage()
         with self._lock:
             self._usage = 0
             self._api_calls.clear()
@@ -200,10 +222,13 @@ class SandboxOrg:
         self._faults.fired_total = 0
 
     def reset(self):
-        """Records, counters, faults, latency, limits and token TTL back to how the org started.
+        """Records, Bulk API jobs, counters, faults, latency, limits and token TTL back to how the
+        org started.
 
         Keys, certificates and issued access tokens stay; the user's authorization is restored.
         """
+        # Jobs first: their threads take the store lock between chunks.
+        self.bulk.clear()
         with self.store.lock:
             self.store.clear()
             self.cursors.clear()
@@ -265,6 +290,16 @@ class SandboxOrg:
                 "max_in_flight": self.max_in_flight,
                 "api_usage": self._usage,
             }
+
+    def set_bulk(self, latency=None, daily_batches=None, daily_records=None):
+        """Change the Bulk API latency (seconds) or its rolling-24-hour allocations; returns all
+        three (``latency``, ``daily_batches``, ``daily_records``)."""
+        return self.bulk.configure(latency, daily_batches, daily_records)
+
+    def bulk_jobs(self):
+        """Every Bulk API 2.0 ingest job's info (as ``GET jobs/ingest/{id}`` answers), oldest
+        first."""
+        return self.bulk.snapshot()
 
     def set_token_ttl(self, seconds):
         """The session timeout in seconds, for tokens issued before and after."""
@@ -373,6 +408,7 @@ class SandboxOrg:
             self._in_flight = getattr(self, "_in_flight", 0)
             self._in_flight_peak = self._in_flight
         self.sessions.set_ttl(initial["token_ttl"])
+        self.bulk.configure(**initial["bulk"])
         self._faults.clear()
         self._faults.fired_total = 0
         self._faults.set_latency(initial["latency_ms"], initial["jitter_ms"])

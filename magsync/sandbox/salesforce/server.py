@@ -12,7 +12,7 @@ Requests go, by path prefix (``PREFIXES``):
   ``Sforce-Limit-Info: api-usage=N/M``.
 - anything else: 404 NOT_FOUND.
 
-Malformed HTTP, bodies over ``api.MAX_BODY`` (413) and URIs over 16384 bytes (414, Salesforce's
+Malformed HTTP, bodies over ``api.max_body()`` (413) and URIs over 16384 bytes (414, Salesforce's
 documented limit) get Salesforce-shaped JSON errors. A bug in a handler answers 500
 UNKNOWN_EXCEPTION (and is logged); clients that disconnect are not an error.
 
@@ -60,8 +60,9 @@ def _reason(code):
 
 
 class _BodyTooLarge(Exception):
-    def __init__(self, drained):
+    def __init__(self, drained, limit):
         self.drained = drained
+        self.limit = limit
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -144,20 +145,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _read_body(self):
+    def _read_body(self, limit):
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked()
+            return self._read_chunked(limit)
         length = self.headers.get("Content-Length")
         if not length:
             return b""
         if not length.isdigit():
             raise SalesforceError(400, "BAD_REQUEST", "Invalid Content-Length")
         length = int(length)
-        if length > api.MAX_BODY:
+        if length > limit:
             if length <= DRAIN_LIMIT:
                 self._discard(length)
-                raise _BodyTooLarge(True)
-            raise _BodyTooLarge(False)
+                raise _BodyTooLarge(True, limit)
+            raise _BodyTooLarge(False, limit)
         body = self.rfile.read(length)
         if len(body) < length:
             raise ConnectionAbortedError("the client went away before sending its body")
@@ -170,7 +171,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 break
             length -= len(chunk)
 
-    def _read_chunked(self):
+    def _read_chunked(self, limit):
         parts, total = [], 0
         while True:
             line = self.rfile.readline(1024)
@@ -180,8 +181,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     pass
                 return b"".join(parts)
             total += size
-            if total > api.MAX_BODY:
-                raise _BodyTooLarge(False)
+            if total > limit:
+                raise _BodyTooLarge(False, limit)
             parts.append(self.rfile.read(size))
             self.rfile.readline(1024)
 
@@ -198,13 +199,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise SalesforceError(
                     414, "URI_TOO_LONG", f"The request URI exceeds {MAX_URI} bytes"
                 )
-            body = self._read_body()
+            body = self._read_body(api.max_body(method, path))
         except _BodyTooLarge as exc:
             self.close_connection = not exc.drained
             error = SalesforceError(
                 413,
                 "REQUEST_ENTITY_TOO_LARGE",
-                f"The request body exceeds the maximum size of {api.MAX_BODY} bytes",
+                f"The request body exceeds the maximum size of {exc.limit} bytes",
             )
             self._send(413, error.body(), self._limit_headers(data_path))
             return
@@ -329,7 +330,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._drop()
             return
         answer.headers.update(self._limit_headers(True))
-        self._send(answer.status, answer.body, answer.headers, head=head)
+        self._send(
+            answer.status,
+            answer.body,
+            answer.headers,
+            content_type=answer.content_type or JSON_TYPE,
+            head=head,
+        )
 
     def _run(self, method, segments, query, body):
         """The answer to an authorised data request, or None when the org is stopping."""

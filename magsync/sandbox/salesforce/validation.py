@@ -198,6 +198,14 @@ _COERCE = {
 }
 
 
+def coerce(f, value, raw=None, key=None):
+    """``value`` as field ``f`` stores it, by the deserializer's rules above; raises
+    JSON_PARSER_ERROR or INVALID_TYPE_ON_FIELD_IN_RECORD as ``prepare`` would."""
+    if value is None:
+        return None
+    return _COERCE[f.type](f, value, raw, key or f.name)
+
+
 def _check_value(store, f, value):
     """Field-level checks of a coerced, non-null value."""
     if f.type == "picklist" and f.restricted and value not in f.picklist:
@@ -544,4 +552,12 @@ def ensure_dict(body, what="sobject"):
     )
 
 
-__all__ = ["SalesforceError", "after_save", "delete", "ensure_dict", "prepare", "same_key"]
+__all__ = [
+    "SalesforceError",
+    "after_save",
+    "coerce",
+    "delete",
+    "ensure_dict",
+    "prepare",
+    "same_key",
+]
