@@ -158,6 +158,14 @@ def _database_url(raw):
     raise ValueError("must be a sqlite:/// or postgresql:// URL")
 
 
+def _page_size(raw):
+    """A Magento search page size: Magento refuses more than 300 (its web API input limit)."""
+    value = int(raw.strip())
+    if not 1 <= value <= 300:
+        raise ValueError("must be from 1 to 300")
+    return value
+
+
 def _choice(*allowed):
     def parse(raw):
         value = raw.strip().lower()
@@ -262,6 +270,12 @@ class Settings:
     magento_access_token_secret: str = _setting("MAGENTO_ACCESS_TOKEN_SECRET", _str, secret=True)
     magento_store_code: str = _setting("MAGENTO_STORE_CODE", _str)
     magento_timeout: float = _setting("MAGENTO_TIMEOUT", _positive_float, 20.0)
+    reconcile_page_size: int = _setting(
+        "MAGSYNC_RECONCILE_PAGE_SIZE",
+        _page_size,
+        100,
+        doc="orders per GET /V1/orders page when magsync reads the store itself (at most 300)",
+    )
     # -- operations -----------------------------------------------------------------------------
     sentry_dsn: str = _setting("SENTRY_DSN", _str, secret=True)
     sentry_environment: str = _setting("SENTRY_ENVIRONMENT", _str, "production")
