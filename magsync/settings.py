@@ -222,6 +222,14 @@ def _database_url(raw):
     raise ValueError("must be a sqlite:/// or postgresql:// URL")
 
 
+def _page_size(raw):
+    """A Magento search page size: Magento refuses more than 300 (its web API input limit)."""
+    value = int(raw.strip())
+    if not 1 <= value <= 300:
+        raise ValueError("must be from 1 to 300")
+    return value
+
+
 def _choice(*allowed):
     def parse(raw):
         value = raw.strip().lower()
@@ -359,6 +367,12 @@ class Settings:
         _non_negative_float,
         300.0,
         doc="seconds between polls of the store's orders (0: off); the clock process polls",
+    )
+    reconcile_page_size: int = _setting(
+        "MAGSYNC_RECONCILE_PAGE_SIZE",
+        _page_size,
+        100,
+        doc="orders per GET /V1/orders page when magsync reads the store itself (at most 300)",
     )
     # -- operations -----------------------------------------------------------------------------
     sentry_dsn: str = _setting("SENTRY_DSN", _str, secret=True)

@@ -13,11 +13,10 @@ from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
 from requests_oauthlib import OAuth1
 
 from magsync.errors import RetryLater, classify_magento
+from magsync.magento.walk import OrderWalk
 from magsync.settings import MAGENTO_REST
 
 log = logging.getLogger(__name__)
-
-MAX_PAGE_SIZE = 300
 
 
 class MagentoClient:
@@ -42,23 +41,27 @@ class MagentoClient:
         """``GET /V1/orders/{entity_id}``: the order's current state (the store is the truth)."""
         return self._get(f"/orders/{int(entity_id)}")
 
-    def search_orders(self, updated_from, page=1, page_size=100):
-        """One page of orders updated at or after ``updated_from`` (``YYYY-MM-DD HH:MM:SS``).
+    def search_orders(self, params):
+        """``GET /V1/orders`` with ``params`` (``(key, value)`` pairs: ``searchCriteria[...]``,
+        ``fields``): ``{"items", "search_criteria", "total_count"}``, or what ``fields`` kept.
 
-        Sorted by ``updated_at`` ascending. Magento answers the last page again when asked past
-        the end: callers stop once ``page * page_size >= total_count``.
+        Build the parameters with :func:`magsync.magento.walk.search_params`, or walk with
+        :meth:`walk_orders`: paging by page number skips orders saved during the walk.
         """
-        prefix = "searchCriteria[filter_groups][0][filters][0]"
-        params = {
-            f"{prefix}[field]": "updated_at",
-            f"{prefix}[value]": updated_from,
-            f"{prefix}[condition_type]": "gteq",
-            "searchCriteria[sortOrders][0][field]": "updated_at",
-            "searchCriteria[sortOrders][0][direction]": "ASC",
-            "searchCriteria[pageSize]": min(page_size, MAX_PAGE_SIZE),
-            "searchCriteria[currentPage]": page,
-        }
         return self._get("/orders", params=params)
+
+    def store_views(self):
+        """``GET /V1/store/storeViews``: ``[{"id", "code", "name", "website_id", ...}]``."""
+        return self._get("/store/storeViews")
+
+    def walk_orders(self, since=None, **options):
+        """An :class:`~magsync.magento.walk.OrderWalk` over the orders updated since ``since``.
+
+        ``options`` are OrderWalk's (``cursor``, ``until``, ``store_code``, ``fields``,
+        ``page_size``); the page size defaults to ``MAGSYNC_RECONCILE_PAGE_SIZE``.
+        """
+        options.setdefault("page_size", self.settings.reconcile_page_size)
+        return OrderWalk(self, since, **options)
 
     def _get(self, path, params=None):
         url = self.rest_url + path

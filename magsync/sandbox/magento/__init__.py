@@ -15,9 +15,12 @@ or as a process: ``magsync sandbox magento --port 8081 --webhook-url URL`` print
 ``KEY=value`` settings and serves until SIGTERM/SIGINT.
 
 REST (OAuth 1.0a, HMAC-SHA256, :mod:`.oauth`)
-    ``GET /rest/V1/orders/{entity_id}`` and ``GET /rest/V1/orders?searchCriteria[...]``
-    (:mod:`.search`), also under ``/rest/<store_code>/V1/`` (``default``, ``fr``, ``de``,
-    ``uk``, ``jp``, ``all``); errors as ``{"message", "parameters"}`` (:mod:`.errors`).
+    ``GET /rest/V1/orders/{entity_id}``, ``GET /rest/V1/orders?searchCriteria[...]``
+    (:mod:`.search`; a page past the last one holds the last page again, as Magento 2.3 and
+    older answer, or nothing, as 2.4 does: ``past_end``) and ``GET /rest/V1/store/storeViews``,
+    also under ``/rest/<store_code>/V1/`` (``default``, ``fr``, ``de``, ``uk``, ``jp``,
+    ``all``); errors as ``{"message", "parameters"}`` (:mod:`.errors`); every request is
+    logged (``requests()``).
 
 Orders (:mod:`.generator`, :mod:`.orders`)
     Seeded, realistic orders in the shape of the REST API; lifecycle actions invoice, ship,
@@ -33,14 +36,16 @@ Webhooks (:mod:`.webhooks`)
 
 Control API (:mod:`.control`, no credentials)
     ``GET /_sandbox/settings`` · ``GET /_sandbox/status`` · ``POST /_sandbox/orders`` (one
-    order, body = overrides) · ``POST /_sandbox/orders/batch`` (``{"count", "kind", "steps"}``)
+    order, body = overrides) · ``POST /_sandbox/orders/batch`` (``{"count", "kind", "steps",
+    "at", "overrides"}``; ``at`` places them all at one second)
     · ``GET /_sandbox/orders`` (the truth; ``?summary=1``) · ``GET /_sandbox/orders/{id}`` ·
     ``POST /_sandbox/orders/{id}/{action}`` · ``POST /_sandbox/scenarios`` (``"background":
     true`` answers 202) · ``GET /_sandbox/scenarios/{id}`` · ``GET /_sandbox/deliveries?since=N``
     · ``GET|PUT /_sandbox/chaos`` · ``GET|PUT /_sandbox/webhook`` ·
     ``POST /_sandbox/webhook/challenge`` · ``GET|PUT /_sandbox/retry``
     · ``POST /_sandbox/delivery/pause`` · ``POST /_sandbox/delivery/resume`` ·
-    ``GET /_sandbox/idle?timeout=S`` · ``GET /_sandbox/adobe/keys/pub-key-{1,2}.pem``.
+    ``GET /_sandbox/idle?timeout=S`` · ``GET|PUT /_sandbox/paging`` ·
+    ``GET /_sandbox/requests?since=N`` · ``GET /_sandbox/adobe/keys/pub-key-{1,2}.pem``.
     :class:`~magsync.sandbox.magento.control.ControlClient` drives it from another process.
 """
 

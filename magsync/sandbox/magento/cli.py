@@ -15,6 +15,7 @@ import click
 from magsync.sandbox.magento.control import ControlClient, ControlError
 from magsync.sandbox.magento.oauth import Integration, new_secret, valid_secret
 from magsync.sandbox.magento.orders import ACTIONS
+from magsync.sandbox.magento.search import PAST_END
 from magsync.sandbox.magento.store import SandboxStore
 from magsync.sandbox.magento.webhooks import ENVELOPES
 
@@ -60,6 +61,9 @@ def _secret(ctx, param, value):
     show_default=True,
     help="Replace Adobe key 1 (same path) this many seconds after start (0: never).",
 )
+@click.option("--past-end", type=click.Choice(PAST_END), default="last_page", show_default=True,
+              help="A search page past the last one: the last page again (Magento 2.3) or "
+                   "empty (2.4).")  # fmt: skip
 @click.option("--consumer-key", callback=_secret, help="Pin the integration's consumer key.")
 @click.option("--consumer-secret", callback=_secret, help="Pin the consumer secret.")
 @click.option("--access-token", callback=_secret, help="Pin the access token.")
@@ -102,6 +106,7 @@ def command(ctx, **options):
             "reorder_window": options["reorder_window"],
             "burst_every": options["burst_every"],
         },
+        past_end=options["past_end"],
     )
     stopping = threading.Event()
 
@@ -163,10 +168,11 @@ def _client_command(function):
 @click.argument("count", type=int)
 @click.option("--kind", type=click.Choice(["registered", "guest", "configurable"]))
 @click.option("--step", "steps", multiple=True, type=click.Choice(sorted(ACTIONS)))
+@click.option("--at", default=None, help="Place them all at this second (YYYY-MM-DD HH:MM:SS).")
 @_client_command
-def create(client, count, kind, steps):
+def create(client, count, kind, steps, at):
     """Place COUNT orders (each taken through the --step actions)."""
-    return client.create_orders(count, kind=kind, steps=list(steps))
+    return client.create_orders(count, kind=kind, steps=list(steps), at=at)
 
 
 @command.command("act")
@@ -240,3 +246,20 @@ def chaos(client, duplicate, drop, reorder_window, burst_every):
     return client.set_chaos(
         duplicate=duplicate, drop=drop, reorder_window=reorder_window, burst_every=burst_every
     )
+
+
+@command.command("paging")
+@click.option("--past-end", type=click.Choice(PAST_END), default=None,
+              help="Set it: the last page again (Magento 2.3) or empty (2.4).")  # fmt: skip
+@_client_command
+def paging(client, past_end):
+    """Print (or set) what a search page past the last one holds."""
+    return client.set_paging(past_end) if past_end else client.paging()
+
+
+@command.command("requests")
+@click.option("--since", default=0, show_default=True)
+@_client_command
+def request_log(client, since):
+    """Print the REST request log (method, path, query, status)."""
+    return client.requests(since)

@@ -9,7 +9,9 @@ method   path                                        what
 GET      ``/_sandbox/settings``                      the ``MAGENTO_*`` settings magsync needs
 GET      ``/_sandbox/status``                        order count, delivery counters, queue state
 POST     ``/_sandbox/orders``                        place one order; body: overrides (+ ``kind``)
-POST     ``/_sandbox/orders/batch``                  body ``{"count", "kind", "steps"}``: N orders
+POST     ``/_sandbox/orders/batch``                  body ``{"count", "kind", "steps", "at",
+                                                     "overrides"}``: N orders (``at``: all placed
+                                                     at that second)
 GET      ``/_sandbox/orders``                        the truth: every order (``?summary=1``: short)
 GET      ``/_sandbox/orders/{entity_id}``            one order's truth
 POST     ``/_sandbox/orders/{entity_id}/{action}``   invoice, ship, refund, cancel, hold, unhold,
@@ -27,6 +29,10 @@ POST     ``/_sandbox/delivery/resume``               release them
 GET      ``/_sandbox/idle?timeout=S``                wait up to S seconds for an empty queue
 GET      ``/_sandbox/adobe``                         Adobe I/O: client id, key paths, key base URL
 POST     ``/_sandbox/adobe/keys/{1,2}/rotate``       replace a signing key (same path)
+GET/PUT  ``/_sandbox/paging``                        ``past_end``: what a search page past the
+                                                     last one holds, ``last_page`` or ``empty``
+GET      ``/_sandbox/requests?since=N``              REST request log from entry N:
+                                                     ``{entries, next}``
 =======  ==========================================  ==============================================
 """
 
@@ -86,8 +92,15 @@ def place(store, match, query, body):
 
 
 def batch(store, match, query, body):
+    overrides = body.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ValueError("overrides must be a JSON object")
     orders = store.create_orders(
-        int(body.get("count", 1)), kind=body.get("kind"), steps=body.get("steps", ())
+        int(body.get("count", 1)),
+        kind=body.get("kind"),
+        steps=body.get("steps", ()),
+        at=body.get("at"),
+        **overrides,
     )
     return 201, {
         "count": len(orders),
@@ -188,6 +201,20 @@ def rotate_adobe_key(store, match, query, body):
     return 200, {"rotated": int(match.group("n")), "path": path}
 
 
+def get_paging(store, match, query, body):
+    return 200, {"past_end": store.past_end}
+
+
+def put_paging(store, match, query, body):
+    return 200, store.set_paging(body.get("past_end", store.past_end))
+
+
+def rest_requests(store, match, query, body):
+    since = int(_first(query, "since", "0"))
+    entries = store.requests(since)
+    return 200, {"entries": entries, "next": since + len(entries)}
+
+
 ROUTES = [
     ("GET", r"/_sandbox/settings", settings),
     ("GET", r"/_sandbox/status", status),
@@ -212,6 +239,9 @@ ROUTES = [
     ("GET", r"/_sandbox/idle", idle),
     ("GET", r"/_sandbox/adobe", adobe),
     ("POST", r"/_sandbox/adobe/keys/(?P<n>[12])/rotate", rotate_adobe_key),
+    ("GET", r"/_sandbox/paging", get_paging),
+    ("PUT", r"/_sandbox/paging", put_paging),
+    ("GET", r"/_sandbox/requests", rest_requests),
 ]
 """Control routes: (method, path pattern, handler(store, match, query, body) -> (status, doc))."""
 
@@ -296,8 +326,12 @@ class ControlClient:
             body["kind"] = kind
         return self._call("POST", "orders", body)
 
-    def create_orders(self, count, kind=None, steps=()):
-        return self._call("POST", "orders/batch", {"count": count, "kind": kind, "steps": steps})
+    def create_orders(self, count, kind=None, steps=(), at=None, **overrides):
+        """Place ``count`` orders (``at``: all at that ``YYYY-MM-DD HH:MM:SS`` second)."""
+        body = {"count": count, "kind": kind, "steps": list(steps), "overrides": overrides}
+        if at is not None:
+            body["at"] = at
+        return self._call("POST", "orders/batch", body)
 
     def order(self, entity_id):
         return self._call("GET", f"orders/{entity_id}")
@@ -375,6 +409,17 @@ class ControlClient:
 
     def resume(self):
         return self._call("POST", "delivery/resume")
+
+    def paging(self):
+        return self._call("GET", "paging")
+
+    def set_paging(self, past_end):
+        """``"last_page"`` (Magento 2.3 and older) or ``"empty"`` (2.4) past the last page."""
+        return self._call("PUT", "paging", {"past_end": past_end})
+
+    def requests(self, since=0):
+        """REST request log entries from position ``since``; ``next`` is where to go on."""
+        return self._call("GET", "requests", params={"since": since})
 
     def wait_idle(self, timeout=30.0):
         """True when the store's delivery queue emptied within ``timeout`` seconds."""

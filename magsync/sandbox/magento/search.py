@@ -19,8 +19,10 @@ Semantics, as Magento's order repository applies them to the ``sales_order`` tab
   ``entity_id`` order, so paging is stable.
 * ``page_size`` above 300 is refused with Magento's input-limit error; a missing (or zero)
   ``page_size`` gets the default page size of 20, as with Magento's web API input limits on.
-  ``current_page`` past the last page returns the last page again, as older Magento versions
-  do; ``current_page`` below 1 is page 1.
+  ``current_page`` below 1 is page 1. Past the last page Magento 2.3 and older answer the last
+  page again (magento/magento2#3787, "standard for all Magento collections"); 2.4 answers an
+  empty ``items`` list (magento/magento2#26986). The store does either (``past_end``
+  ``"last_page"``, the default, or ``"empty"``); ``total_count`` is the same in both.
 * Keys are accepted in snake_case and camelCase (``filter_groups``/``filterGroups``...),
   case-insensitively, like Magento's input processor.
 * The answer is ``{"items", "search_criteria", "total_count"}`` with ``search_criteria``
@@ -36,6 +38,8 @@ from magsync.sandbox.magento.errors import MagentoError, internal_error, require
 
 MAX_PAGE_SIZE = 300
 DEFAULT_PAGE_SIZE = 20
+PAST_END = ("last_page", "empty")
+"""What a page past the last one holds: the last page again (Magento <= 2.3) or nothing (2.4)."""
 
 DATETIME_COLUMNS = frozenset({"created_at", "updated_at", "customer_dob"})
 TEXT_COLUMNS = frozenset(
@@ -336,8 +340,11 @@ def _sort_key(kind):
     return key
 
 
-def search(orders, criteria):
-    """``(page_items, total_count)`` of ``orders`` (dicts) under ``criteria``."""
+def search(orders, criteria, past_end="last_page"):
+    """``(page_items, total_count)`` of ``orders`` (dicts) under ``criteria``.
+
+    ``past_end`` (one of :data:`PAST_END`) says what a ``current_page`` past the last page gets.
+    """
     compiled = [
         [(field, _column(field), CONDITIONS[condition], value) for field, condition, value in g]
         for g in criteria.filter_groups
@@ -360,13 +367,17 @@ def search(orders, criteria):
     total = len(matched)
     size = criteria.page_size
     last_page = max(1, -(-total // size))
-    page = min(criteria.current_page, last_page)
+    page = criteria.current_page
+    if page > last_page:
+        if past_end == "empty":
+            return [], total
+        page = last_page
     return matched[(page - 1) * size : page * size], total
 
 
-def response(orders, criteria):
-    """The body of ``GET /V1/orders``."""
-    items, total = search(orders, criteria)
+def response(orders, criteria, past_end="last_page"):
+    """The body of ``GET /V1/orders`` (``past_end`` as in :func:`search`)."""
+    items, total = search(orders, criteria, past_end)
     return {"items": items, "search_criteria": criteria.echo, "total_count": total}
 
 

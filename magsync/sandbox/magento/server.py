@@ -7,7 +7,8 @@ are matched first, as Magento's router does, so an unknown path is a 404 even wi
 credentials; a matched route then needs a valid OAuth 1.0a signature. ``/rest/V1/...``,
 ``/rest/<store_code>/V1/...`` and ``/rest/all/V1/...`` all reach the same routes (an unknown
 store code is read as part of the path and matches nothing, as in Magento). REST answers are
-serialised like PHP's ``json_encode``. The control API (see :mod:`.control`) takes and gives
+serialised like PHP's ``json_encode``. Every REST request is logged with its answer's status
+(``SandboxStore.requests``). The control API (see :mod:`.control`) takes and gives
 plain JSON and needs no credentials.
 """
 
@@ -32,7 +33,7 @@ _REST_PATH = re.compile(r"^/rest/(?:(?P<store>[A-Za-z0-9_]+)/)?V1/(?P<route>.*)$
 def list_orders(store, match, query):
     """``GET /V1/orders?searchCriteria[...]``."""
     criteria = search.parse(query)
-    return search.response(store.book.snapshots(), criteria)
+    return search.response(store.book.snapshots(), criteria, store.past_end)
 
 
 def get_order(store, match, query):
@@ -51,9 +52,15 @@ def get_order(store, match, query):
     return store.book.snapshot(entity_id)
 
 
+def store_views(store, match, query):
+    """``GET /V1/store/storeViews``: ids, codes and names of the store views."""
+    return store.store_views()
+
+
 REST_ROUTES = [
     ("GET", re.compile(r"^orders$"), list_orders),
     ("GET", re.compile(r"^orders/(?P<id>[^/]+)$"), get_order),
+    ("GET", re.compile(r"^store/storeViews$"), store_views),
 ]
 """Magento web API routes the store serves: (method, path after ``V1/``, handler)."""
 
@@ -131,23 +138,30 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         path, _, query = self.path.partition("?")
         store = self.server.store
+        rest = not path.startswith("/_sandbox/")
         try:
             if path.startswith(ADOBE_KEY_PREFIX) and method == "GET":
                 self._adobe_key(store, path)
                 return
-            if path.startswith("/_sandbox/"):
+            if not rest:
                 status, document = control.dispatch(store, method, path, query, body)
                 self._send(status, document, php=False)
                 return
-            self._send(200, self._rest(store, method, path, query), php=True)
+            document = self._rest(store, method, path, query)
+            store.record_request(method, path, query, 200)
+            self._send(200, document, php=True)
         except MagentoError as error:
-            self._send(error.status, error.body(), php=not path.startswith("/_sandbox/"))
+            if rest:
+                store.record_request(method, path, query, error.status)
+            self._send(error.status, error.body(), php=rest)
         except ConnectionError:
             # The client hung up mid-answer (a worker killed mid-call): nothing to answer.
             self.close_connection = True
         except Exception:
             log.exception("sandbox magento request failed", extra={"path": path})
             error = internal_error()
+            if rest:
+                store.record_request(method, path, query, error.status)
             self._send(error.status, error.body(), php=True)
 
     def _adobe_key(self, store, path):

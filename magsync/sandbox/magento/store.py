@@ -4,11 +4,13 @@ import secrets
 import threading
 import uuid
 from dataclasses import asdict
+from datetime import datetime
 
 from magsync.sandbox.magento import scenario as scenarios
 from magsync.sandbox.magento.generator import OrderGenerator
 from magsync.sandbox.magento.oauth import Integration, OAuthGate
-from magsync.sandbox.magento.orders import OrderBook, SaveClock
+from magsync.sandbox.magento.orders import TIME_FORMAT, OrderBook, SaveClock
+from magsync.sandbox.magento.search import PAST_END
 from magsync.sandbox.magento.server import StoreServer
 from magsync.sandbox.magento.webhooks import AdobeKeys, Chaos, RetryPolicy, Sender, Target
 
@@ -33,7 +35,9 @@ class SandboxStore:
     ``retry`` (:class:`RetryPolicy` or its fields as a dict), ``chaos`` (:class:`Chaos` or a
     dict), ``senders`` (sender threads), ``clock`` (callable returning an aware UTC datetime),
     ``customers`` (size of the registered-customer pool), ``adobe_client_id`` (the I/O
-    project the Adobe envelope is addressed to; random by default).
+    project the Adobe envelope is addressed to; random by default), ``past_end`` (what a search
+    page past the last one holds: ``"last_page"``, the default, as Magento 2.3 and older answer,
+    or ``"empty"``, as 2.4 does; see :meth:`set_paging`).
 
     Orders returned by the methods are copies in REST shape; lifecycle methods raise
     :class:`~magsync.sandbox.magento.errors.MagentoError` (400) when Magento would refuse the
@@ -56,6 +60,7 @@ class SandboxStore:
         clock=None,
         customers=250,
         adobe_client_id=None,
+        past_end="last_page",
     ):
         self.host = host
         self.port = port
@@ -65,6 +70,21 @@ class SandboxStore:
         self.store_codes = frozenset(
             [store["code"] for store in generator.stores.values()] + ["all"]
         )
+        self._views = [
+            {
+                "id": store_id,
+                "code": store["code"],
+                "name": store["name"].rsplit("\n", 1)[-1],
+                "website_id": store["website_id"],
+                "store_group_id": store["group_id"],
+                "is_active": 1,
+            }
+            for store_id, store in sorted(generator.stores.items())
+        ]
+        self.past_end = "last_page"
+        self.set_paging(past_end)
+        self._rest_log = []
+        self._rest_log_lock = threading.Lock()
         self.adobe_keys = AdobeKeys()
         context = self.adobe_context = {
             "provider_id": str(uuid.uuid4()),
@@ -198,9 +218,16 @@ class SandboxStore:
     def comment(self, entity_id, comment, notify=False):
         return self.act(entity_id, "comment", comment=comment, notify=notify)
 
-    def create_orders(self, count, kind=None, steps=(), **overrides):
-        """Place ``count`` orders and take each through ``steps``; returns them (final state)."""
+    def create_orders(self, count, kind=None, steps=(), at=None, **overrides):
+        """Place ``count`` orders and take each through ``steps``; returns them (final state).
+
+        ``at`` (``YYYY-MM-DD HH:MM:SS``) places every order at that second: its ``created_at``
+        and first ``updated_at``, so many orders can share one ``updated_at`` (later steps are
+        saves, stamped by the store's clock).
+        """
         steps = scenarios.normalise_steps(steps)
+        if at is not None:
+            overrides["created_at"] = datetime.strptime(at, TIME_FORMAT).strftime(TIME_FORMAT)
         result = []
         for _ in range(int(count)):
             order = self.place_order(kind=kind, **overrides)
@@ -240,6 +267,45 @@ class SandboxStore:
     def truth(self):
         """The current truth of every order: what Salesforce should end up holding."""
         return self.book.truth()
+
+    def store_views(self):
+        """``GET /V1/store/storeViews``: the admin view (id 0) and every store view."""
+        admin = {
+            "id": 0,
+            "code": "admin",
+            "name": "Admin",
+            "website_id": 0,
+            "store_group_id": 0,
+            "is_active": 1,
+        }
+        return [admin, *(dict(view) for view in self._views)]
+
+    # -- REST behaviour ----------------------------------------------------------------------
+
+    def set_paging(self, past_end):
+        """What a search page past the last one holds: ``"last_page"`` again or ``"empty"``."""
+        if past_end not in PAST_END:
+            raise ValueError(f"past_end must be one of {', '.join(PAST_END)}, not {past_end!r}")
+        self.past_end = past_end
+        return {"past_end": self.past_end}
+
+    def record_request(self, method, path, query, status):
+        """Add one REST request (answered with ``status``) to the request log."""
+        with self._rest_log_lock:
+            self._rest_log.append(
+                {
+                    "seq": len(self._rest_log),
+                    "method": method,
+                    "path": path,
+                    "query": query,
+                    "status": status,
+                }
+            )
+
+    def requests(self, since=0):
+        """The REST request log from entry ``since``: method, path, raw query and status."""
+        with self._rest_log_lock:
+            return [dict(entry) for entry in self._rest_log[since:]]
 
     # -- webhooks ----------------------------------------------------------------------------
 
