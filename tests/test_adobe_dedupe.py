@@ -14,7 +14,8 @@ from magsync.ledger.store import EVENT_RETENTION, PRUNE_INTERVAL
 from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
 from magsync.settings import Settings
-from magsync.sync.pipeline import Services, sync_order
+from magsync.sync.pipeline import sync_order
+from magsync.sync.services import Services
 
 
 def version(event_id):
