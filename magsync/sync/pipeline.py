@@ -32,9 +32,10 @@ import os
 import threading
 from dataclasses import dataclass
 
-from magsync.errors import DeadLetter
+from magsync.errors import DeadLetter, InvalidOrder
 from magsync.ledger import Applied, Customer, Ledger, Version
 from magsync.magento.client import MagentoClient
+from magsync.magento.fields import too_far_ahead
 from magsync.mapping.common import customer_key, storable_email
 from magsync.mapping.customer import account_fields, contact_fields
 from magsync.mapping.lead import lead_record
@@ -106,6 +107,12 @@ def sync_order(event, services):
         document = event["order"]
         source = "webhook"
     order = load_order(document)
+    if source == "webhook" and too_far_ahead(order.updated_at, services.settings.max_clock_skew):
+        # The receiver refuses these; one queued before it did must not poison the ledger.
+        raise InvalidOrder(
+            "Magento order failed validation",
+            errors=[{"updated_at": ["Lies more than MAGSYNC_MAX_CLOCK_SKEW in the future."]}],
+        )
     services.ledger.ready()
     with services.ledger.locks() as locks:
         return _apply(order, source, services, locks)

@@ -4,7 +4,7 @@ Nothing reads the environment or builds an app at import time.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, jsonify
 
@@ -20,19 +20,24 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Receiver:
-    """What the webhook view needs: accepted secrets, the body limit and the publisher."""
+    """What the webhook view needs: accepted secrets, limits and the publisher.
 
-    secrets: tuple
+    The secrets never show in its ``repr``.
+    """
+
+    secrets: tuple = field(repr=False)
     max_body_bytes: int
     publisher: Publisher
+    max_clock_skew: float = 86400.0
 
 
 def create_app(settings=None, *, publisher=None):
     """Build the web process's Flask app (its publishing Celery app in ``extensions["celery"]``).
 
-    ``MAGENTO_WEBHOOK_SECRET`` is required: the process refuses to start without it rather than
-    accept unsigned orders. ``publisher`` replaces the broker publisher (tests of paths that
-    never publish pass a fake one, so they need no RabbitMQ).
+    ``MAGENTO_WEBHOOK_SECRET`` (or ``MAGENTO_WEBHOOK_SECRETS_JSON``) is required, every secret
+    at least 16 bytes: the process refuses to start otherwise (``ConfigError`` saying why) rather
+    than accept orders signed with a guessable key. ``publisher`` replaces the broker publisher
+    (tests of paths that never publish pass a fake one, so they need no RabbitMQ).
     """
     settings = settings or Settings.from_env()
     logs.configure(settings.log_level)
@@ -44,13 +49,13 @@ def create_app(settings=None, *, publisher=None):
     app.extensions["magsync.settings"] = settings
     app.extensions["celery"] = celery
 
-    settings.require("webhook_secrets")
+    secrets = settings.receiver_secrets()
     if publisher is None:
         publisher = Publisher(celery, celery.magsync_topology, settings.publish_timeout)
         # The dead-letter exchange must exist before anything can be dead-lettered.
         publisher.declare_now()
     app.extensions["magsync.receiver"] = Receiver(
-        settings.webhook_secrets, settings.max_body_bytes, publisher
+        secrets, settings.max_body_bytes, publisher, settings.max_clock_skew
     )
     app.register_blueprint(webhook.bp)
     if not settings.broker_is_rabbitmq:
