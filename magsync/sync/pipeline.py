@@ -32,6 +32,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from magsync import redact
 from magsync.errors import DeadLetter, InvalidOrder
 from magsync.ledger import Applied, Customer, Ledger, Version
 from magsync.magento.client import MagentoClient
@@ -103,6 +104,7 @@ def sync_order(event, services):
     if services.magento is not None:
         document = services.magento.get_order(event["entity_id"])
         source = "rest"
+        redact.remember(document)  # the store's version may name the buyer differently
     else:
         document = event["order"]
         source = "webhook"

@@ -15,6 +15,7 @@ broker's confirm, reports it to Sentry once, and only then acknowledges the orig
 circuit breaker is open the task is put back in the broker to wait, its retry budget untouched.
 """
 
+import functools
 import logging
 import math
 import random
@@ -22,7 +23,7 @@ import time
 
 from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 
-from magsync import alerts
+from magsync import alerts, redact
 from magsync.errors import DeadLetter, RetryLater, SyncError
 from magsync.messaging.broker import SYNC_ORDER_TASK, BrokerUnavailable, task_argsrepr
 from magsync.messaging.dead_letters import DeadLetters
@@ -46,6 +47,29 @@ class UnexpectedError(DeadLetter):
 
     reason = "unexpected_error"
     system = "magsync"
+
+
+def redacting(run):
+    """Run a task of one order event with the order's buyer data redacted by value.
+
+    Within ``run``, logs and Sentry events redact the buyer's email, phone, street and names
+    (``magsync.redact.buyer``). The failure it raises is what Celery logs and puts into the
+    task-failed event Flower shows: its message is redacted, its causes dropped (the dead letter,
+    the ledger and the Sentry event hold the details).
+    """
+
+    @functools.wraps(run)
+    def task(self, event, *args, **kwargs):
+        with redact.buyer(event.get("order") if isinstance(event, dict) else None):
+            try:
+                return run(self, event, *args, **kwargs)
+            except (SyncError, Reject) as exc:
+                error = exc.reason if isinstance(exc, Reject) else exc
+                if isinstance(error, Exception) and error.args:
+                    error.args = (redact.redact(str(error)),)
+                raise exc from None
+
+    return task
 
 
 def register(celery, settings):
@@ -115,6 +139,7 @@ def register(celery, settings):
         # report them again (the dead letter was reported once already).
         throws=(SyncError,),
     )
+    @redacting
     def sync_order(self, event, attempts=0, first_failed_at=None):
         services = pipeline.services_for(settings)
         wait = breaker.wait_time()
