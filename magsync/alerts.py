@@ -1,44 +1,34 @@
 """Sentry: on when ``SENTRY_DSN`` is set, with the Flask and Celery integrations.
 
 Events carry no user data, cookies, headers, request or message bodies, and no stack-frame
-variables (a frame of the token request holds the signed assertion); every event passes through
-``scrub`` so a secret that slipped into a message is masked.
+variables (a frame of the token request holds the signed assertion). Every event, all of it
+(message, exception values, contexts, breadcrumbs, extra, tags), and every breadcrumb as it is
+recorded (an HTTP breadcrumb's URL holds a SOQL query with the buyer's email) passes through
+``magsync.redact``: secrets and buyer data never leave the process.
 """
 
 import logging
-import re
 
-from magsync.settings import mask_url
+from magsync.redact import redact, redact_data
 
 log = logging.getLogger(__name__)
 
-_SECRET_PATTERN = re.compile(
-    r"(?i)(bearer\s+[\w.!\-]+|(?:password|secret|token|assertion|signature)=[^&\s\"']+"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)"
-)
-
-
-def mask(text):
-    """``text`` with bearer tokens, key=secret pairs, PEM keys and URL passwords masked."""
-    if not isinstance(text, str):
-        return text
-    return mask_url(_SECRET_PATTERN.sub("[Filtered]", text), mask="[Filtered]")
+# What checks and alerts print of free text: the one redaction function.
+mask = redact
 
 
 def scrub(event, hint=None):
-    """Sentry ``before_send``: mask secrets in messages and exception values."""
-    if "message" in event:
-        event["message"] = mask(event["message"])
-    logentry = event.get("logentry") or {}
-    if "message" in logentry:
-        logentry["message"] = mask(logentry["message"])
-    for exception in (event.get("exception") or {}).get("values", []):
-        exception["value"] = mask(exception.get("value"))
+    """Sentry ``before_send``: drop request bodies, headers and cookies; redact the rest."""
     request = event.get("request") or {}
     request.pop("data", None)
     request.pop("headers", None)
     request.pop("cookies", None)
-    return event
+    return redact_data(event)
+
+
+def scrub_breadcrumb(crumb, hint=None):
+    """Sentry ``before_breadcrumb``: redact the breadcrumb (its message, URL, query, data)."""
+    return redact_data(crumb)
 
 
 def init(settings):
@@ -73,6 +63,7 @@ def init(settings):
         },
         max_request_body_size="never",
         before_send=scrub,
+        before_breadcrumb=scrub_breadcrumb,
     )
     log.info("sentry enabled", extra={"environment": settings.sentry_environment})
     return True

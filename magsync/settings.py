@@ -9,6 +9,7 @@ documents each variable.
 import dataclasses
 import datetime as dt
 import ipaddress
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -69,12 +70,68 @@ def _bool(raw):
     raise ValueError("must be true or false")
 
 
+MIN_WEBHOOK_SECRET_BYTES = 16
+MIN_FLOWER_PASSWORD_CHARS = 12
+
+
 def _secret_list(raw):
-    """Several webhook secrets (during a rotation), separated by commas or whitespace."""
-    secrets = tuple(s for s in re.split(r"[,\s]+", raw) if s)
+    """One webhook secret, or several during a rotation: separated by commas, each trimmed.
+
+    Spaces inside a secret are part of it; a secret holding a comma goes into
+    ``MAGENTO_WEBHOOK_SECRETS_JSON`` instead.
+    """
+    secrets = tuple(s.strip() for s in raw.split(",") if s.strip())
     if not secrets:
         raise ValueError("must hold at least one secret")
     return secrets
+
+
+def _secret_json(raw):
+    """Webhook secrets as a JSON array of strings, taken exactly as written (commas and all)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError("must be a JSON array of strings") from None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
+        raise ValueError("must be a JSON array of strings")
+    if not all(value):
+        raise ValueError("must not hold an empty secret")
+    return tuple(value)
+
+
+def webhook_secret_problem(secrets):
+    """Why ``secrets`` cannot sign webhooks (a sentence naming no secret), or None."""
+    short = [i for i, s in enumerate(secrets, 1) if len(s.encode()) < MIN_WEBHOOK_SECRET_BYTES]
+    if not short:
+        return None
+    which = ", ".join(str(i) for i in short)
+    return (
+        f"secret {which} of {len(secrets)} is shorter than {MIN_WEBHOOK_SECRET_BYTES} bytes "
+        "(a short secret can be guessed from signed webhooks)"
+    )
+
+
+def flower_auth_problem(auth):
+    """Why ``FLOWER_BASIC_AUTH`` does not protect Flower (a sentence naming no password), or None.
+
+    Flower takes ``user:password`` pairs separated by commas; every user must be named and
+    every password at least ``MIN_FLOWER_PASSWORD_CHARS`` characters long.
+    """
+    if not auth:
+        return "is not set"
+    for number, pair in enumerate(auth.split(","), 1):
+        user, sep, password = pair.partition(":")
+        if not sep:
+            return f"entry {number} is not in the form user:password"
+        if not user.strip():
+            return f"entry {number} has an empty user name"
+        if len(password) < MIN_FLOWER_PASSWORD_CHARS:
+            return (
+                f"entry {number} has a password shorter than {MIN_FLOWER_PASSWORD_CHARS} characters"
+            )
+    return None
 
 
 def _https_url(raw):
@@ -277,6 +334,18 @@ class Settings:
         secret=True,
         doc="HMAC secret(s) of the webhook signature; several, comma-separated, during rotation",
     )
+    webhook_secrets_json: tuple = _setting(
+        "MAGENTO_WEBHOOK_SECRETS_JSON",
+        _secret_json,
+        secret=True,
+        doc="the webhook secret(s) as a JSON array, for secrets that hold a comma",
+    )
+    max_clock_skew: float = _setting(
+        "MAGSYNC_MAX_CLOCK_SKEW",
+        _positive_float,
+        86400.0,
+        doc="seconds an order's updated_at may lie ahead of this host's clock",
+    )
     max_body_bytes: int = _setting("MAGSYNC_MAX_BODY_BYTES", _int, 2 * 1024 * 1024)
     # -- Adobe I/O Events intake (POST /adobe/events) -------------------------------------------
     adobe_client_id: str = _setting(
@@ -404,6 +473,10 @@ class Settings:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError as exc:
                 problems.append(f"{env} {exc}")
+        if "webhook_secrets" in values and "webhook_secrets_json" in values:
+            problems.append(
+                "MAGENTO_WEBHOOK_SECRETS_JSON is set together with MAGENTO_WEBHOOK_SECRET: set one"
+            )
         if problems:
             raise ConfigError("invalid settings: " + "; ".join(problems))
         return cls(**values)
@@ -420,6 +493,35 @@ class Settings:
                 "missing required settings: "
                 + ", ".join(missing)
                 + " (set them in the environment; see .env.example)"
+            )
+
+    def receiver_secrets(self):
+        """The webhook secrets ``/magento/webhook`` accepts (empty: that intake is off).
+
+        Raises ``ConfigError`` when one is shorter than ``MIN_WEBHOOK_SECRET_BYTES``, saying
+        which variable (never the secret).
+        """
+        variable = "MAGENTO_WEBHOOK_SECRETS_JSON" if self.webhook_secrets_json else None
+        secrets = self.webhook_secrets_json or self.webhook_secrets or ()
+        if not secrets:
+            return ()
+        problem = webhook_secret_problem(secrets)
+        if problem:
+            raise ConfigError(
+                f"{variable or 'MAGENTO_WEBHOOK_SECRET'}: {problem}; use at least "
+                f"{MIN_WEBHOOK_SECRET_BYTES} random bytes, e.g. the output of "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return secrets
+
+    def require_flower_auth(self):
+        """Raise ``ConfigError`` unless ``FLOWER_BASIC_AUTH`` protects Flower."""
+        problem = flower_auth_problem(self.flower_basic_auth)
+        if problem:
+            raise ConfigError(
+                f"FLOWER_BASIC_AUTH {problem}: set it to user:password with a named user and a "
+                f"password of at least {MIN_FLOWER_PASSWORD_CHARS} characters (Flower is never "
+                "served without it)"
             )
 
     @classmethod
@@ -454,6 +556,12 @@ class Settings:
         if host == "test.salesforce.com" or ".sandbox.my.salesforce.com" in host:
             return "https://test.salesforce.com"
         return "https://login.salesforce.com"
+
+    def __repr__(self):
+        shown = ", ".join(f"{env}={value!r}" for env, value in self.describe())
+        return f"Settings({shown})"
+
+    __str__ = __repr__
 
     def describe(self):
         """Each setting as ``(ENV_NAME, shown value)``, secrets masked: safe to print or log."""

@@ -7,6 +7,17 @@ from tests import services
 from tests.helpers import delete_namespace
 
 
+def pytest_collection_modifyitems(items):
+    """Mark the tests that use the real services, so ``-m "not rabbitmq and not postgres"``
+    selects the unit tests (the lowest-versions run of .ci/run)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"rabbitmq_url", "broker_namespace"}:
+            item.add_marker(pytest.mark.rabbitmq)
+        if "postgres_url" in names:
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture
 def rabbitmq_url():
     """URL of the real RabbitMQ (skips, or fails under CI=true, when unreachable)."""

@@ -10,14 +10,14 @@ from magsync.settings import ConfigError
 from magsync.web.app import create_app
 from tests.helpers import load_fixture, queue_depth
 
-SECRET = "whsec-test"
+SECRET = "whsec-test-0123456789"
 SEED = json.dumps(load_fixture("seed_webhook.json")).encode()
 
 
 @pytest.fixture
 def app(make_settings, rabbitmq_url, broker_namespace):
     settings = make_settings(
-        MAGENTO_WEBHOOK_SECRET=f"retired-secret,{SECRET}",
+        MAGENTO_WEBHOOK_SECRET=f"retired-secret-0123,{SECRET}",
         CELERY_BROKER_URL=rabbitmq_url,
         MAGSYNC_BROKER_NAMESPACE=broker_namespace,
         MAGSYNC_MAX_BODY_BYTES=64 * 1024,
@@ -69,7 +69,7 @@ def test_valid_webhook_is_confirmed_and_enqueued(client, rabbitmq_url, broker_na
 
 
 def test_a_rotated_secret_is_still_accepted(client, rabbitmq_url, broker_namespace):
-    assert post(client, SEED, sign(SEED, "retired-secret")).status_code == 202
+    assert post(client, SEED, sign(SEED, "retired-secret-0123")).status_code == 202
     assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 1
 
 

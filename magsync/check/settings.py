@@ -9,7 +9,16 @@ import os
 from magsync.alerts import mask
 from magsync.check.report import Finding
 from magsync.salesforce.auth import JwtBearerGrant, grant_for
-from magsync.settings import MAGENTO_REST, ConfigError, Settings, mask_url
+from magsync.settings import (
+    MAGENTO_REST,
+    MIN_FLOWER_PASSWORD_CHARS,
+    MIN_WEBHOOK_SECRET_BYTES,
+    ConfigError,
+    Settings,
+    flower_auth_problem,
+    mask_url,
+    webhook_secret_problem,
+)
 
 
 def parse(environ):
@@ -71,29 +80,40 @@ def _ca_bundle(settings):
 
 
 def _webhook_secret(settings):
-    secrets = settings.webhook_secrets or ()
+    name = "MAGENTO_WEBHOOK_SECRETS_JSON" if settings.webhook_secrets_json else None
+    name = name or "MAGENTO_WEBHOOK_SECRET"
+    secrets = settings.webhook_secrets_json or settings.webhook_secrets or ()
+    problem = webhook_secret_problem(secrets)
     if not secrets and (settings.adobe_client_id or settings.reconcile_enabled):
-        yield Finding.ok("MAGENTO_WEBHOOK_SECRET", "not set: the seed webhook intake is off (404)")
+        yield Finding.ok(name, "not set: the seed webhook intake is off (404)")
     elif not secrets:
         yield Finding.fail(
-            "MAGENTO_WEBHOOK_SECRET",
+            name,
             "is not set, nor is ADOBE_IO_CLIENT_ID: the web process refuses to start without a "
             "webhook intake",
             "set it to the secret a Magento webhook module signs with, or set ADOBE_IO_CLIENT_ID "
             "for Adobe I/O Events (Adobe Commerce), or configure polling (MAGENTO_* REST and "
             "MAGSYNC_RECONCILE_INTERVAL)",
         )
-    elif len(secrets) > 1:
-        yield Finding.ok(
-            "MAGENTO_WEBHOOK_SECRET", f"{len(secrets)} secrets set (a rotation in progress)"
+    elif problem:
+        yield Finding.fail(
+            name,
+            f"{problem}: the web process refuses to start with it",
+            f"use at least {MIN_WEBHOOK_SECRET_BYTES} random bytes (e.g. `python -c 'import "
+            "secrets; print(secrets.token_hex(32))'`), set it in Magento and here",
         )
+    elif len(secrets) > 1:
+        yield Finding.ok(name, f"{len(secrets)} secrets set (a rotation in progress)")
     else:
-        yield Finding.ok("MAGENTO_WEBHOOK_SECRET", "set")
+        yield Finding.ok(name, "set")
 
 
 def _adobe_intake(settings):
     if not settings.adobe_client_id:
-        if not settings.webhook_secrets and settings.reconcile_enabled:
+        if (
+            not (settings.webhook_secrets or settings.webhook_secrets_json)
+            and settings.reconcile_enabled
+        ):
             yield Finding.warn(
                 "webhook intake",
                 "none is on: the web process serves only its health endpoints, and orders "
@@ -163,15 +183,19 @@ def _sentry(settings):
 
 def _flower(settings):
     auth = settings.flower_basic_auth
+    problem = flower_auth_problem(auth)
     if not auth:
         yield Finding.warn(
             "FLOWER_BASIC_AUTH",
             "is not set: magsync flower refuses to start",
             "set it to user:password if you run Flower",
         )
-    elif ":" not in auth:
+    elif problem:
         yield Finding.fail(
-            "FLOWER_BASIC_AUTH", "is not in the form user:password", "set it to user:password"
+            "FLOWER_BASIC_AUTH",
+            f"{problem}: magsync flower refuses to start with it",
+            f"set it to user:password with a named user and a password of at least "
+            f"{MIN_FLOWER_PASSWORD_CHARS} random characters",
         )
 
 

@@ -94,14 +94,15 @@ def worker(ctx):
 def flower(ctx, port):
     """Run Flower, the task monitor, behind basic auth.
 
-    FLOWER_BASIC_AUTH=user:password is required. Flower reads it from the environment itself,
-    so the credentials never appear in the process list.
+    FLOWER_BASIC_AUTH=user:password is required: a user must be named and the password be at
+    least 12 characters long. Flower reads it from the environment itself, so the credentials
+    never appear in the process list.
     """
     settings = load_settings()
-    if not settings.flower_basic_auth or ":" not in settings.flower_basic_auth:
-        raise click.ClickException(
-            "FLOWER_BASIC_AUTH must be set to user:password (Flower is never served without auth)"
-        )
+    try:
+        settings.require_flower_auth()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     exec_process(
         [
             "celery",

@@ -43,6 +43,13 @@ class LockTimeout(RetryLater):
     system = "magsync"
 
 
+def _busy(kind, value):
+    # A customer's lock is named by the buyer's email: it stays out of the message, which
+    # reaches logs and the ledger's history.
+    name = f"order {value}" if kind == "order" else f"a {kind}'s lock"
+    return f"{name} is busy in another worker"
+
+
 def lock_key(kind, value):
     """A signed 64-bit key for ``kind`` and ``value`` (PostgreSQL's advisory lock key space).
 
@@ -132,7 +139,7 @@ class _FileLockSession:
             return
         deadline = time.monotonic() + self.locks.timeout
         if not self.threads.acquire(key, deadline):
-            raise LockTimeout(f"{kind} {value} is busy in another worker")
+            raise LockTimeout(_busy(kind, value))
         try:
             self._lock_byte(key, deadline, kind, value)
         except BaseException:
@@ -153,7 +160,7 @@ class _FileLockSession:
                     raise
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise LockTimeout(f"{kind} {value} is busy in another worker")
+                raise LockTimeout(_busy(kind, value))
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.05)
 
@@ -209,6 +216,6 @@ class _AdvisoryLockSession:
             self.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-                raise LockTimeout(f"{kind} {value} is busy in another worker") from None
+                raise LockTimeout(_busy(kind, value)) from None
             raise
         self.held.add(key)

@@ -9,13 +9,34 @@ only needs to know which order changed.
 - ``adobe``: Adobe I/O Events (CloudEvents 1.0) with ``type``
   ``com.adobe.commerce.observer.sales_order_save_after`` and the order in ``data.value``, its
   values often strings (``"32444.000000"``).
+
+What the receiver checks of the order is what it must not get wrong: the ids (whole numbers in
+Magento's unsigned 32-bit range, as JSON integers or digit strings), the amounts (finite, within
+Magento's ``decimal(20,4)``) and the version (``updated_at`` a Magento timestamp, not more than
+``MAGSYNC_MAX_CLOCK_SKEW`` ahead of now: a version from the future would make every later real
+update look stale). ``load_json`` refuses bodies nested deeper than any Magento order is, and
+``task_id`` names the task within AMQP's limits.
 """
 
 import datetime as dt
 import hashlib
+import json
 from dataclasses import dataclass
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from magsync.magento.fields import MagentoDateTime, MagentoId, Money, too_far_ahead
+
+# A Magento order nests a handful of levels (order, extension attributes, shipping assignment,
+# address, street); Python's JSON decoder gives up near 1,000.
+MAX_JSON_DEPTH = 64
+# The task id travels as the message's correlation_id, an AMQP short string.
+MAX_TASK_ID_BYTES = 255
+DEFAULT_MAX_CLOCK_SKEW = 86400.0
+
+
+class InvalidJson(ValueError):
+    """The body is not JSON magsync can take (answered 400)."""
 
 
 class EnvelopeError(Exception):
@@ -32,9 +53,11 @@ class OrderReferenceSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    entity_id = fields.Integer(required=True, strict=False, validate=validate.Range(min=1))
+    entity_id = MagentoId(required=True)
     increment_id = fields.String(required=True, validate=validate.Length(min=1, max=50))
-    updated_at = fields.String(load_default=None, allow_none=True)
+    updated_at = MagentoDateTime(load_default=None, allow_none=True)
+    grand_total = Money(load_default=None, allow_none=True)
+    base_grand_total = Money(load_default=None, allow_none=True)
 
 
 class SeedEnvelopeSchema(Schema):
@@ -103,10 +126,48 @@ _BY_EVENT = {event: env for env in ENVELOPES for event in env.events}
 KNOWN_EVENTS = sorted(_BY_EVENT)
 
 
-def parse(document, body):
+def load_json(body):
+    """The decoded JSON ``body``; ``InvalidJson`` when it is not JSON or nests too deeply."""
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise InvalidJson(f"Body nests deeper than {MAX_JSON_DEPTH} levels.") from None
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidJson("Body is not valid JSON.") from None
+    if _nests_deeper(document, MAX_JSON_DEPTH):
+        raise InvalidJson(f"Body nests deeper than {MAX_JSON_DEPTH} levels.")
+    return document
+
+
+def _nests_deeper(document, limit):
+    stack = [(document, 1)] if isinstance(document, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def task_id(event):
+    """The task id of an event: ``<order number>:<event id>``, at most 255 bytes of UTF-8.
+
+    A longer one (an event id of non-ASCII characters) keeps the order number and replaces the
+    event id with its digest; order numbers are at most 50 characters, so the result fits.
+    """
+    candidate = f"{event['increment_id']}:{event['event_id']}"
+    if len(candidate.encode("utf-8")) <= MAX_TASK_ID_BYTES:
+        return candidate
+    digest = hashlib.sha256(str(event["event_id"]).encode("utf-8")).hexdigest()[:32]
+    return f"{event['increment_id']}:sha256-{digest}"
+
+
+def parse(document, body, *, max_clock_skew=DEFAULT_MAX_CLOCK_SKEW, now=None):
     """Validate a decoded webhook body and return the event to enqueue (primitives only).
 
-    Raises ``EnvelopeError`` for anything that is not a known event about an identifiable order.
+    Raises ``EnvelopeError`` for anything that is not a known event about an identifiable order,
+    including an ``updated_at`` more than ``max_clock_skew`` seconds after ``now``.
     """
     if not isinstance(document, dict):
         raise EnvelopeError({"_schema": ["Webhook body must be a JSON object."]})
@@ -125,6 +186,10 @@ def parse(document, body):
         reference = OrderReferenceSchema().load(order)
     except ValidationError as exc:
         raise EnvelopeError(envelope.nest_order_errors(exc.messages)) from exc
+    version = reference["updated_at"]
+    if version is not None and too_far_ahead(version, max_clock_skew, now):
+        message = f"Lies more than {max_clock_skew:g} seconds in the future."
+        raise EnvelopeError(envelope.nest_order_errors({"updated_at": [message]}))
     return {
         "event": event_name,
         "envelope": envelope.name,
@@ -132,6 +197,6 @@ def parse(document, body):
         "received_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "entity_id": reference["entity_id"],
         "increment_id": reference["increment_id"],
-        "updated_at": reference["updated_at"],
+        "updated_at": order.get("updated_at"),
         "order": order,
     }

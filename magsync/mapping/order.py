@@ -13,6 +13,7 @@ from decimal import Decimal
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from magsync.errors import InvalidOrder
+from magsync.magento.fields import MagentoDateTime, MagentoId, Money
 
 ORDER_STATES = (
     "new",
@@ -112,36 +113,11 @@ class Order:
         return tuple(item for item in self.items if not item.is_child)
 
 
-class MagentoDateTime(fields.Field):
-    """``YYYY-MM-DD HH:MM:SS`` in UTC (Magento's format), or ISO 8601 with an offset."""
-
-    default_error_messages = {"invalid": "Not a valid Magento timestamp."}
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise self.make_error("invalid")
-        text = value.strip().replace("T", " ").removesuffix("Z")
-        try:
-            parsed = dt.datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise self.make_error("invalid") from exc
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=dt.UTC)
-        return parsed.astimezone(dt.UTC)
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 class Flag(fields.Boolean):
     """Magento's 0/1 flags, also as strings."""
 
     truthy = {1, "1", "true"}
     falsy = {0, "0", "false", None, ""}
-
-
-def _money(**kwargs):
-    return fields.Decimal(allow_nan=False, **kwargs)
 
 
 def _opt_str(**kwargs):
@@ -184,8 +160,8 @@ class ItemSchema(Schema):
     item_id = fields.Integer(load_default=None, allow_none=True, strict=False)
     sku = fields.String(required=True, validate=validate.Length(min=1))
     name = fields.String(required=True)
-    qty_ordered = fields.Decimal(required=True, allow_nan=False, validate=validate.Range(min=0))
-    price = _money(load_default=Decimal("0"), allow_none=True)
+    qty_ordered = Money(required=True, integer_digits=8, allow_negative=False)
+    price = Money(load_default=Decimal("0"), allow_none=True)
     parent_item_id = fields.Integer(load_default=None, allow_none=True, strict=False)
     parent_item = fields.Dict(load_default=None, allow_none=True)
     product_type = _opt_str()
@@ -213,13 +189,13 @@ class MagentoOrderSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    entity_id = fields.Integer(required=True, strict=False, validate=validate.Range(min=1))
+    entity_id = MagentoId(required=True)
     increment_id = fields.String(required=True, validate=validate.Length(min=1, max=50))
-    store_id = fields.Integer(load_default=None, allow_none=True, strict=False)
+    store_id = MagentoId(minimum=0, load_default=None, allow_none=True)
     state = fields.String(required=True, validate=validate.OneOf(ORDER_STATES))
     status = _opt_str()
-    grand_total = _money(required=True)
-    base_grand_total = _money(load_default=None, allow_none=True)
+    grand_total = Money(required=True)
+    base_grand_total = Money(load_default=None, allow_none=True)
     order_currency_code = _opt_str(validate=validate.Length(equal=3))
     customer_email = fields.String(required=True, validate=validate.Length(min=3, max=254))
     customer_firstname = _opt_str()

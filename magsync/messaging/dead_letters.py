@@ -19,6 +19,7 @@ import json
 import logging
 from dataclasses import dataclass
 
+from magsync import redact
 from magsync.messaging.broker import (
     SYNC_ORDER_TASK,
     BrokerUnavailable,
@@ -67,17 +68,22 @@ class Letter:
         return self.reason.get("reason") or "unknown"
 
     def summary(self):
-        return {
-            "id": self.id,
-            "order": self.order,
-            "reason": self.code,
-            "error": self.reason.get("error"),
-            "message": self.reason.get("message"),
-            "attempts": self.reason.get("attempts"),
-            "first_failed_at": self.reason.get("first_failed_at"),
-            "last_failed_at": self.reason.get("last_failed_at"),
-            "source": self.source,
-        }
+        """The dead letter in brief, for listings: secrets and buyer data redacted (by the
+        letter's own order's values and by pattern); ``describe`` keeps everything."""
+        with redact.buyer(self.event.get("order")):
+            return redact.redact_data(
+                {
+                    "id": self.id,
+                    "order": self.order,
+                    "reason": self.code,
+                    "error": self.reason.get("error"),
+                    "message": self.reason.get("message"),
+                    "attempts": self.reason.get("attempts"),
+                    "first_failed_at": self.reason.get("first_failed_at"),
+                    "last_failed_at": self.reason.get("last_failed_at"),
+                    "source": self.source,
+                }
+            )
 
     def describe(self):
         """Everything kept with the dead letter: the reason and the original task."""

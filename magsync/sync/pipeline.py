@@ -30,7 +30,10 @@ import hashlib
 import json
 import logging
 
+from magsync import redact
+from magsync.errors import InvalidOrder
 from magsync.ledger import LedgerUnavailable, Version
+from magsync.magento.fields import too_far_ahead
 from magsync.mapping.common import customer_key
 from magsync.mapping.lead import lead_record
 from magsync.mapping.opportunity import opportunity_record
@@ -59,10 +62,17 @@ def sync_order(event, services):
     if services.magento is not None:
         document = services.magento.get_order(event["entity_id"])
         source = "rest"
+        redact.remember(document)  # the store's version may name the buyer differently
     else:
         document = event["order"]
         source = "webhook"
     order = load_order(document)
+    if source == "webhook" and too_far_ahead(order.updated_at, services.settings.max_clock_skew):
+        # The receiver refuses these; one queued before it did must not poison the ledger.
+        raise InvalidOrder(
+            "Magento order failed validation",
+            errors=[{"updated_at": ["Lies more than MAGSYNC_MAX_CLOCK_SKEW in the future."]}],
+        )
     with services.ledger.locks() as locks:
         return _apply(order, source, services, locks, event_id)
 

@@ -4,7 +4,7 @@ Nothing reads the environment or builds an app at import time.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, jsonify
 
@@ -20,20 +20,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Receiver:
-    """What the webhook view needs: accepted secrets, the body limit and the publisher."""
+    """What the webhook view needs: accepted secrets, limits and the publisher.
 
-    secrets: tuple
+    The secrets never show in its ``repr``.
+    """
+
+    secrets: tuple = field(repr=False)
     max_body_bytes: int
     publisher: Publisher
+    max_clock_skew: float = 86400.0
 
 
 def create_app(settings=None, *, publisher=None):
     """Build the web process's Flask app (its publishing Celery app in ``extensions["celery"]``).
 
-    Each intake is on when its setting is: ``MAGENTO_WEBHOOK_SECRET`` serves
-    ``POST /magento/webhook`` (the seed's HMAC), ``ADOBE_IO_CLIENT_ID`` serves ``/adobe/events``
-    (Adobe I/O Events); a route whose intake is off answers 404. With neither, the process
-    refuses to start rather than accept unsigned orders, unless the store is polled
+    Each intake is on when its setting is: ``MAGENTO_WEBHOOK_SECRET`` (or
+    ``MAGENTO_WEBHOOK_SECRETS_JSON``; every secret at least 16 bytes, or the process refuses to
+    start) serves ``POST /magento/webhook`` (the seed's HMAC), ``ADOBE_IO_CLIENT_ID`` serves
+    ``/adobe/events`` (Adobe I/O Events); a route whose intake is off answers 404. With neither,
+    the process refuses to start rather than accept unsigned orders, unless the store is polled
     (reconciliation configured): then it serves only the health endpoints. ``publisher``
     replaces the broker publisher (tests of paths that never publish pass a fake one, so they
     need no RabbitMQ).
@@ -48,15 +53,16 @@ def create_app(settings=None, *, publisher=None):
     app.extensions["magsync.settings"] = settings
     app.extensions["celery"] = celery
 
-    if _intakes_on(settings):
+    secrets = settings.receiver_secrets()
+    if _intakes_on(settings, secrets):
         if publisher is None:
             publisher = Publisher(celery, celery.magsync_topology, settings.publish_timeout)
             # The dead-letter exchange must exist before anything can be dead-lettered.
             publisher.declare_now()
         app.extensions["magsync.receiver"] = Receiver(
-            settings.webhook_secrets, settings.max_body_bytes, publisher
+            secrets, settings.max_body_bytes, publisher, settings.max_clock_skew
         )
-        _register_intakes(app, settings, publisher)
+        _register_intakes(app, settings, secrets, publisher)
     if not settings.broker_is_rabbitmq:
         log.warning(
             "broker is not RabbitMQ: no publisher confirms or dead letters, for trying only",
@@ -69,10 +75,10 @@ def create_app(settings=None, *, publisher=None):
     return app
 
 
-def _intakes_on(settings):
+def _intakes_on(settings, secrets):
     """True when a webhook intake is configured; ``ConfigError`` when none is and the store is
     not polled either (orders would reach magsync no way at all)."""
-    if settings.webhook_secrets or settings.adobe_client_id:
+    if secrets or settings.adobe_client_id:
         return True
     if not settings.reconcile_enabled:
         raise ConfigError(
@@ -87,8 +93,8 @@ def _intakes_on(settings):
     return False
 
 
-def _register_intakes(app, settings, publisher):
-    if settings.webhook_secrets:
+def _register_intakes(app, settings, secrets, publisher):
+    if secrets:
         app.register_blueprint(webhook.bp)
     if settings.adobe_client_id:
         app.extensions["magsync.adobe"] = adobe.AdobeIntake.build(settings, publisher)

@@ -2,17 +2,20 @@
 
 The view does four things in order and stops at the first failure, enqueuing nothing:
 
-1. the body fits the limit (413), and its signature over the raw bytes verifies (401/400);
-2. it is JSON (415 for another content type, 400 for unparseable JSON);
-3. it is a known event about an identifiable order (422 with the field errors);
-4. the task is published and confirmed by the broker: 202; otherwise 503 with ``Retry-After``,
-   so the sender retries later.
+1. the body fits the limit (413, also for a chunked body without Content-Length), and its
+   signature over the raw bytes verifies (401/400);
+2. it is JSON (415 for another content type, 400 for unparseable or absurdly nested JSON) and
+   a known event about an identifiable order with sane ids, amounts and version (422 with the
+   field errors);
+3. the task is published and confirmed by the broker; otherwise 503 with ``Retry-After``, so
+   the sender retries later;
+4. 202.
 """
 
-import json
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from magsync.magento import envelopes, signature
 from magsync.messaging.broker import BrokerUnavailable
@@ -22,57 +25,35 @@ log = logging.getLogger(__name__)
 bp = Blueprint("magento_webhook", __name__)
 
 RETRY_AFTER_SECONDS = 10
+_CHUNK = 64 * 1024
 
 
-def _error(status, error, message, **extra):
-    response = jsonify({"error": error, "message": message, **extra})
-    response.status_code = status
-    return response
+class Refusal(Exception):
+    """A request the receiver answers with an error (``status``, ``error`` code, message)."""
+
+    def __init__(self, status, error, message, headers=None, **extra):
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.headers = headers or {}
+        self.extra = extra
+
+    def response(self):
+        response = jsonify({"error": self.error, "message": str(self), **self.extra})
+        response.status_code = self.status
+        response.headers.update(self.headers)
+        return response
 
 
 @bp.post("/magento/webhook")
 def receive():
     receiver = current_app.extensions["magsync.receiver"]
-    limit = receiver.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return _error(413, "payload_too_large", f"Body exceeds {limit} bytes.")
-    body = request.get_data(cache=False)
-    if len(body) > limit:
-        return _error(413, "payload_too_large", f"Body exceeds {limit} bytes.")
-
     try:
-        signature.verify(body, request.headers.get(signature.HEADER), receiver.secrets)
-    except signature.SignatureError as exc:
-        log.warning(
-            "webhook signature rejected",
-            extra={"reason": type(exc).__name__, "remote": request.remote_addr},
-        )
-        return _error(exc.status, "invalid_signature", str(exc))
-
-    if request.mimetype != "application/json":
-        return _error(415, "unsupported_media_type", "Content-Type must be application/json.")
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "invalid_json", "Body is not valid JSON.")
-
-    try:
-        event = envelopes.parse(document, body)
-    except envelopes.EnvelopeError as exc:
-        return _error(422, "invalid_envelope", "Webhook envelope is not valid.", errors=exc.errors)
-
-    task_id = f"{event['increment_id']}:{event['event_id']}"
-    try:
-        receiver.publisher.publish(event, task_id)
-    except BrokerUnavailable as exc:
-        log.error(
-            "webhook not enqueued: broker unavailable",
-            extra={"order": event["increment_id"], "cause": str(exc)},
-        )
-        response = _error(503, "broker_unavailable", "Try again later.")
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-
+        body = verified_body(receiver)
+        event = checked_event(receiver, body)
+        task_id = enqueue(receiver, event)
+    except Refusal as refusal:
+        return refusal.response()
     log.info(
         "webhook accepted",
         extra={
@@ -85,3 +66,76 @@ def receive():
     response = jsonify({"status": "accepted", "order": event["increment_id"], "task_id": task_id})
     response.status_code = 202
     return response
+
+
+def read_body(limit):
+    """The raw request body; ``Refusal`` 413 when it exceeds ``limit`` bytes.
+
+    The stream is read up to one byte past the limit, so a chunked body (no Content-Length,
+    which Werkzeug would otherwise cut off at the limit without a word) is refused too.
+    """
+    too_large = Refusal(413, "payload_too_large", f"Body exceeds {limit} bytes.")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    chunks, size = [], 0
+    try:
+        while size <= limit:
+            chunk = request.stream.read(min(_CHUNK, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except RequestEntityTooLarge:
+        raise too_large from None
+    if size > limit:
+        raise too_large
+    return b"".join(chunks)
+
+
+def verified_body(receiver):
+    """Step 1: the raw body, its signature verified with one of the receiver's secrets."""
+    body = read_body(receiver.max_body_bytes)
+    try:
+        signature.verify(body, request.headers.get(signature.HEADER), receiver.secrets)
+    except signature.SignatureError as exc:
+        log.warning(
+            "webhook signature rejected",
+            extra={"reason": type(exc).__name__, "remote": request.remote_addr},
+        )
+        raise Refusal(exc.status, "invalid_signature", str(exc)) from None
+    return body
+
+
+def checked_event(receiver, body):
+    """Step 2: the event to enqueue, from a JSON body in a known envelope."""
+    if request.mimetype != "application/json":
+        raise Refusal(415, "unsupported_media_type", "Content-Type must be application/json.")
+    try:
+        document = envelopes.load_json(body)
+    except envelopes.InvalidJson as exc:
+        raise Refusal(400, "invalid_json", str(exc)) from None
+    try:
+        return envelopes.parse(document, body, max_clock_skew=receiver.max_clock_skew)
+    except envelopes.EnvelopeError as exc:
+        raise Refusal(
+            422, "invalid_envelope", "Webhook envelope is not valid.", errors=exc.errors
+        ) from None
+
+
+def enqueue(receiver, event):
+    """Step 3: publish the event and wait for the broker's confirm; returns the task id."""
+    task_id = envelopes.task_id(event)
+    try:
+        receiver.publisher.publish(event, task_id)
+    except BrokerUnavailable as exc:
+        log.error(
+            "webhook not enqueued: broker unavailable",
+            extra={"order": event["increment_id"], "cause": str(exc)},
+        )
+        raise Refusal(
+            503,
+            "broker_unavailable",
+            "Try again later.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
+    return task_id

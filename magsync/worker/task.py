@@ -16,6 +16,7 @@ untouched. What a process keeps between tasks (breaker, dead-letter queue, Sales
 and ledger clients) is its ``WorkerContext``, made on its first task.
 """
 
+import functools
 import logging
 import math
 import os
@@ -24,7 +25,7 @@ import time
 
 from celery.exceptions import Reject, Retry
 
-from magsync import alerts
+from magsync import alerts, redact
 from magsync.errors import RetryLater, SyncError
 from magsync.messaging.broker import SYNC_ORDER_TASK, task_argsrepr
 from magsync.messaging.dead_letters import DeadLetters
@@ -101,6 +102,30 @@ class WorkerContext:
             pipeline.note_outcome(event, self.built, kind, decision.error, decision.attempts)
 
 
+def redacting(run):
+    """Run a task of one order event with the order's buyer data redacted by value.
+
+    Within ``run``, logs and Sentry events redact the buyer's email, phone, street and names
+    (``magsync.redact.buyer``). The failure it raises is what Celery logs and puts into the
+    task-failed event Flower shows: its message is redacted, its causes dropped (the dead letter,
+    the ledger and the Sentry event hold the details).
+    """
+
+    @functools.wraps(run)
+    def task(self, event, *args, **kwargs):
+        with redact.buyer(event.get("order") if isinstance(event, dict) else None):
+            try:
+                return run(self, event, *args, **kwargs)
+            except (SyncError, Reject) as exc:
+                error = exc.reason if isinstance(exc, Reject) else exc
+                if isinstance(error, Exception) and error.args:
+                    error.args = (redact.redact(str(error)),)
+                raise exc from None
+
+    return task
+
+
+@redacting
 def sync_order(task, event, attempts=0, first_failed_at=None):
     """Sync the order ``event`` names; retry or dead-letter it on failure (see the module)."""
     context = WorkerContext.of(task.app)

@@ -26,7 +26,7 @@ parser.add_argument("--senders", type=int, default=8)
 parser.add_argument("--envelope", choices=["seed", "adobe"], default="seed")
 parser.add_argument("--seed", type=int, default=1)
 args = parser.parse_args()
-SECRET = "bench-secret"  # noqa: S105 - the benchmark's throwaway webhook secret
+SECRET = "bench-webhook-secret"  # noqa: S105 - the benchmark's throwaway webhook secret
 
 
 def receive(ready, stop, results):

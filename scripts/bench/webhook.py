@@ -19,7 +19,7 @@ from tests import processes  # noqa: E402
 from tests.helpers import delete_namespace, queue_depth  # noqa: E402
 
 BROKER = os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
-SECRET = "bench-secret"  # noqa: S105 - the benchmark's own throwaway webhook secret
+SECRET = "bench-webhook-secret"  # noqa: S105 - the benchmark's own throwaway webhook secret
 ADOBE_CLIENT_ID = "bench-io-project"
 WEB = {
     "WEB_CONCURRENCY": os.environ.get("WEB_CONCURRENCY", "2"),

@@ -1,0 +1,193 @@
+"""Redaction: secrets and buyer data out of logs, alerts, task events and dead-letter listings.
+
+``redact(text)`` is the one function every outlet uses: the log formatter (every record,
+Celery's own included, with its exception text), Sentry (``before_send`` and
+``before_breadcrumb``, over the whole event), the exception a task raises (which Celery logs and
+puts into its task events for Flower), and ``magsync dead list``. It masks
+
+- secrets: bearer tokens, ``password=``/``secret=``/``token=``/``assertion=``/``signature=``
+  pairs, PEM private keys and the password of any URL (``settings.mask_url``);
+- buyer data by value: the email addresses, phone numbers, street lines and names of the order
+  being handled (``with buyer(order):`` around its handling, ``remember(order)`` for a version
+  fetched meanwhile), also URL-encoded, SOQL-escaped or JSON-escaped;
+- buyer data by pattern: anything shaped like an email address or a phone number, whichever
+  order it came from.
+
+The operator's own tools keep the data: the ledger, ``magsync trace`` and ``magsync dead show``.
+"""
+
+import contextlib
+import contextvars
+import json
+import re
+from urllib.parse import quote, quote_plus
+
+from magsync.settings import mask_url
+
+FILTERED = "[Filtered]"
+REDACTED = "[redacted]"
+EMAIL = "[email]"
+PHONE = "[phone]"
+
+_SECRETS = re.compile(
+    r"(?i)(bearer\s+[\w.!\-]+|(?:password|secret|token|assertion|signature)=[^&\s\"']+"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)"
+)
+
+# A local part (plain, backslash-escaped as in SOQL, or quoted), "@" (or %40 in a URL), and a
+# domain whose last label is letters, so worker names such as celery@host and URLs such as
+# guest:**@127.0.0.1 stay readable.
+_EMAILS = re.compile(
+    r"(?:\"[^\"\r\n]{1,64}\"|(?:\\.|[\w.!#$&'*+/=?^`{|}~-])+)(?:@|%40)"
+    r"(?:[\w-]+\.)+[A-Za-z]{2,}(?![\w-])"
+)
+
+# Digit groups shaped like a phone number: international (+49 30 1234567), a bracketed or
+# 0-led area code ((555) 123-4567, 030-1234567, 06 12 34 56 78) or the North American
+# 555-123-4567. Order numbers (000000123, 000000123-1), dates, times, amounts, addresses and
+# ids are not: a 0-led group is at most five digits and must be followed by another group.
+_PHONES = re.compile(
+    r"(?<![\w+./-])"
+    r"(?:\+\d{1,3}[ .-]?(?:\(\d{1,5}\)|\d{1,5})(?:[ .-]?\d{2,8}){0,5}"
+    r"|\(\d{2,5}\)[ .-]?\d{2,8}(?:[ .-]\d{2,8}){0,4}"
+    r"|0\d{1,4}(?:[ .-]\d{2,8}){1,5}"
+    r"|\d{3}[ .-]\d{3}[ .-]\d{4})"
+    r"(?![\w/-]|[.,]\d)"
+)
+
+# Keys of a Magento order (webhook, REST or Adobe I/O Events shape, at any depth) whose values
+# identify the buyer.
+BUYER_KEYS = frozenset(
+    {
+        "customer_email",
+        "email",
+        "customer_firstname",
+        "customer_middlename",
+        "customer_lastname",
+        "firstname",
+        "middlename",
+        "lastname",
+        "street",
+        "telephone",
+        "fax",
+    }
+)
+MIN_VALUE_LENGTH = 3  # shorter values (initials) would blank out ordinary words
+_MAX_DEPTH = 32
+
+
+class _Known:
+    """The buyer values of the order being handled, and one pattern matching any of them."""
+
+    def __init__(self):
+        self.values = set()
+        self._pattern = None
+
+    def add(self, value):
+        value = value.strip()
+        if len(value) < MIN_VALUE_LENGTH or value in self.values:
+            return
+        self.values.add(value)
+        self._pattern = None
+
+    def pattern(self):
+        if self._pattern is None and self.values:
+            forms = {form for value in self.values for form in _written_forms(value)}
+            alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+            self._pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+        return self._pattern
+
+
+def _written_forms(value):
+    """``value`` as it may appear in a log line, a URL, a SOQL literal or a JSON string."""
+    soql = value.replace("\\", "\\\\").replace("'", "\\'")
+    return {value, quote(value, safe=""), quote_plus(value), soql, json.dumps(value)[1:-1]}
+
+
+_known = contextvars.ContextVar("magsync_known_buyer_values", default=None)
+
+
+@contextlib.contextmanager
+def buyer(order=None):
+    """Within the block (one order's handling), redact ``order``'s buyer data by value too.
+
+    ``order`` is a Magento order dict (or an event holding one); more can be added with
+    ``remember``. The values are forgotten when the block ends.
+    """
+    token = _known.set(_Known())
+    try:
+        remember(order)
+        yield
+    finally:
+        _known.reset(token)
+
+
+def remember(order):
+    """Add the buyer values found in ``order`` to those redacted in the current ``buyer`` block.
+
+    Outside a block this does nothing: values are only ever known for one order's handling.
+    """
+    known = _known.get()
+    if known is None or not isinstance(order, (dict, list)):
+        return
+    stack = [(order, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            continue
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for key, value in items:
+            if isinstance(value, (dict, list, tuple)):
+                stack.append((value, depth + 1))
+                if key in BUYER_KEYS and isinstance(value, (list, tuple)):
+                    for line in value:
+                        if isinstance(line, str):
+                            known.add(line)
+            elif key in BUYER_KEYS and isinstance(value, str):
+                known.add(value)
+
+
+def _phone(match):
+    digits = sum(c.isdigit() for c in match.group())
+    return PHONE if 7 <= digits <= 15 else match.group()
+
+
+def redact(text):
+    """``text`` with secrets, the current order's buyer values, emails and phones masked.
+
+    Anything that is not a string is returned as it is.
+    """
+    if not isinstance(text, str) or not text:
+        return text
+    text = mask_url(_SECRETS.sub(FILTERED, text), mask=FILTERED)
+    known = _known.get()
+    pattern = known.pattern() if known is not None else None
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    text = _EMAILS.sub(EMAIL, text)
+    return _PHONES.sub(_phone, text)
+
+
+def redact_data(data, _depth=0):
+    """``data`` (dicts, lists, tuples and strings, nested) with every string ``redact``-ed.
+
+    Dicts and lists are changed in place (a Sentry event is one); the result is also returned.
+    """
+    if isinstance(data, str):
+        return redact(data)
+    if _depth > _MAX_DEPTH:
+        return data
+    if isinstance(data, dict):
+        for key in list(data):
+            value = redact_data(data[key], _depth + 1)
+            new_key = redact(key)
+            if new_key != key:
+                del data[key]
+            data[new_key] = value
+        return data
+    if isinstance(data, list):
+        data[:] = [redact_data(item, _depth + 1) for item in data]
+        return data
+    if isinstance(data, tuple):
+        return tuple(redact_data(item, _depth + 1) for item in data)
+    return data
