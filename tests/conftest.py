@@ -6,6 +6,17 @@ from magsync.settings import Settings
 from tests import services
 from tests.helpers import delete_namespace
 
+# Tests that ask for these fixtures need the service; they carry its marker, so that
+# ``pytest -m "not rabbitmq and not postgres"`` runs exactly the tests that need neither.
+SERVICE_MARKERS = {"rabbitmq_url": "rabbitmq", "postgres_url": "postgres"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture, marker in SERVICE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
 
 @pytest.fixture
 def rabbitmq_url():

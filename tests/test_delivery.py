@@ -22,7 +22,7 @@ from tests import processes, services
 from tests.helpers import delete_namespace, load_fixture, wait_for
 from tests.sentry_stub import SentryStub
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
 
 SEED_ORDER = load_fixture("seed_webhook.json")["order"]
 _numbers = itertools.count(1)
