@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from magsync.sandbox.magento import SandboxStore
-from tests.sandbox.magento.conftest import FAST_RETRY, WEBHOOK_SECRET, Receiver
+from tests.sandbox.magento.helpers import FAST_RETRY, WEBHOOK_SECRET, Receiver
 
 
 def expected_signature(secret, body):

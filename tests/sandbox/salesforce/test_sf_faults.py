@@ -13,7 +13,7 @@ from simple_salesforce.exceptions import (
 
 from magsync.sandbox.salesforce import ControlClient
 from magsync.sandbox.salesforce.faults import FaultError
-from tests.sandbox.salesforce.conftest import login_client, opportunity
+from tests.sandbox.salesforce.helpers import login_client, opportunity
 
 UPSERT = "Magento_Order_ID__c/000000123"
 
