@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 
 from magsync.magento.signature import sign  # noqa: E402
 from tests import processes  # noqa: E402
-from tests.conftest import delete_namespace, queue_depth  # noqa: E402
+from tests.helpers import delete_namespace, queue_depth  # noqa: E402
 
 BROKER = os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 SECRET = "bench-secret"  # noqa: S105 - the benchmark's own throwaway webhook secret
