@@ -1,5 +1,6 @@
 """What tests share besides fixtures: payload files, the seed's expected Opportunity, waiting on
-a condition with a deadline, a broker namespace's queues, and a publisher that enqueues nothing.
+a condition with a deadline, a broker namespace's queues, a clock the test moves by hand, and a
+publisher that enqueues nothing.
 
 Test modules import these from here, never from a ``conftest.py`` (pytest loads conftest files
 itself; importing one as a module loads it twice).
@@ -65,6 +66,22 @@ def queue_depth(url, queue):
         except conn.channel_errors:
             return 0
         return count
+
+
+class Clock:
+    """A monotonic clock the test moves by hand: ``clock()`` is the time, ``clock.now += 5``
+    or ``clock.sleep(5)`` moves it (``sleep`` returns at once)."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += max(0.0, seconds)
 
 
 class FakePublisher:
