@@ -24,7 +24,9 @@ Delivery (:class:`Sender`): a pool of sender threads with keep-alive sessions. D
 one order go out one at a time, in save order ("lanes"); different orders go in parallel.
 Connection errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter
 (honouring ``Retry-After``) until :class:`RetryPolicy` gives up; 2xx ends a delivery, as does
-any other status (a non-retryable refusal). Every attempt is logged.
+any other status (a non-retryable refusal). Every attempt is logged, with when its delivery was
+queued and when the attempt was due (``queued_ms``, ``released_ms``: milliseconds since the
+sender was made; with bursts on, ``released_ms`` is the burst the attempt went with).
 
 Chaos (:class:`Chaos`): ``duplicate`` (probability of sending a save twice, same body and
 event id), ``drop`` (probability of never sending it; logged as ``dropped`` so reconciliation
@@ -271,6 +273,8 @@ class Delivery:
     attempts: int = 0
     first_attempt: float | None = None
     due: float = 0.0
+    queued_at: float = 0.0
+    released_at: float | None = None
     adobe_signatures: list = field(default_factory=list)
 
 
@@ -404,6 +408,7 @@ class Sender:
                 envelope=target.envelope,
                 body=body,
                 lane=order["entity_id"],
+                queued_at=time.monotonic(),
             )
             if chaos.drop and self._rng.random() < chaos.drop:
                 self._counts["dropped"] += 1
@@ -428,11 +433,12 @@ class Sender:
 
     def _schedule(self, lane, now):
         """Make a lane's head eligible at its due time (and the next burst, with bursts on)."""
-        due = self._lanes[lane][0].due
+        head = self._lanes[lane][0]
+        due = max(head.due, now)
         burst = self._chaos.burst_every
         if burst:
-            since = max(due, now) - self._epoch
-            due = self._epoch + math.ceil(since / burst) * burst
+            due = self._epoch + math.ceil((due - self._epoch) / burst) * burst
+        head.released_at = due
         if due <= now:
             self._ready.append(lane)
         else:
@@ -560,8 +566,13 @@ class Sender:
                 "url": url,
                 "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "elapsed_ms": round(elapsed * 1000, 2),
+                "queued_ms": self._since_start(delivery.queued_at),
+                "released_ms": self._since_start(delivery.released_at),
             }
         )
+
+    def _since_start(self, moment):
+        return None if moment is None else round((moment - self._epoch) * 1000, 3)
 
     def challenge(self, timeout=10.0):
         """Adobe's registration check: ``GET <url>?challenge=<token>`` must echo the token.

@@ -11,6 +11,8 @@ import requests
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA256
 from requests_oauthlib import OAuth1
 
+from tests.helpers import wait_for
+
 FIXTURES = Path(__file__).parent / "fixtures"
 WEBHOOK_SECRET = "whsec-test-0123456789"
 # Retries fast enough for tests, still exponential with jitter.
@@ -28,12 +30,14 @@ class Receiver:
     ``script`` is a list of answers used in turn (then the last one repeats); an answer is a
     status code, ``(status, headers)``, or ``("sleep", seconds, status)`` to answer late.
     ``responder(body)``, when set, answers instead (returning None falls back to the script).
+    ``finished`` counts the POSTs it is done with (answered, or failed to answer).
     """
 
     def __init__(self):
         self.requests = []
         self.script = [200]
         self.responder = None
+        self.finished = 0
         self._lock = threading.Lock()
         self._calls = 0
         receiver = self
@@ -42,6 +46,13 @@ class Receiver:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self):
+                try:
+                    self._reply()
+                finally:
+                    with receiver._lock:
+                        receiver.finished += 1
+
+            def _reply(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 answer = receiver._answer(self.path, dict(self.headers), body)
                 if answer[0] == "sleep":
@@ -100,6 +111,15 @@ class Receiver:
                     return list(self.requests)
             time.sleep(0.01)
         raise AssertionError(f"{len(self.requests)} requests arrived, {count} expected")
+
+    def wait_finished(self, timeout=10.0):
+        """Wait until every request that arrived has been answered (late answers included)."""
+
+        def done():
+            with self._lock:
+                return self.finished >= len(self.requests)
+
+        wait_for(done, timeout, "the receiver to answer every request", interval=0.01)
 
     def close(self):
         self._server.shutdown()
