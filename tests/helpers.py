@@ -68,6 +68,16 @@ def queue_depth(url, queue):
         return count
 
 
+def queue_consumers(url, queue):
+    """Consumers subscribed to ``queue`` (0 when it does not exist)."""
+    with Connection(url) as conn:
+        try:
+            _, _, consumers = conn.default_channel.queue_declare(queue, passive=True)
+        except conn.channel_errors:
+            return 0
+        return consumers
+
+
 class Clock:
     """A monotonic clock the test moves by hand: ``clock()`` is the time, ``clock.now += 5``
     or ``clock.sleep(5)`` moves it (``sleep`` returns at once)."""
