@@ -1,7 +1,5 @@
 """The control API, driven through ControlClient as other processes drive a running store."""
 
-import time
-
 import pytest
 import requests
 
@@ -140,12 +138,13 @@ def test_scenarios_run_in_the_foreground_and_in_the_background(client, receiver)
     assert result["saves"] == 10 and result["idle"] is True
     started = client.run_scenario(background=True, orders=20, steps=["invoice", "ship"], lag=3)
     assert started["finished"] is False or started["result"]
-    deadline = time.monotonic() + 20
-    state = client.scenario(started["id"])
-    while not state["finished"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+    def finished():
         state = client.scenario(started["id"])
-    assert state["finished"] and state["error"] is None
+        return state if state["finished"] else None
+
+    state = wait_for(finished, timeout=20, what="the background scenario to finish")
+    assert state["error"] is None
     assert state["progress"] == {"done": 60, "total": 60}
     assert len(state["result"]["entity_ids"]) == 20
     assert client.wait_idle(10)

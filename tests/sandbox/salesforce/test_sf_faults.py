@@ -17,6 +17,7 @@ from simple_salesforce.exceptions import (
 
 from magsync.sandbox.salesforce import ControlClient
 from magsync.sandbox.salesforce.faults import FaultError
+from tests.helpers import wait_for
 from tests.sandbox.salesforce.helpers import login_client, opportunity
 
 UPSERT = "Magento_Order_ID__c/000000123"
@@ -182,9 +183,7 @@ def test_hang_then_proceed_lands_the_write_the_client_gave_up_on(org, data, sess
             headers={"Authorization": f"Bearer {token}"},
             timeout=0.2,
         )
-    deadline = time.monotonic() + 3
-    while not org.records("Opportunity") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: org.records("Opportunity"), timeout=10, what="the held write to land")
     assert len(org.records("Opportunity")) == 1
     assert data("PATCH", f"sobjects/Opportunity/{UPSERT}", json=opportunity()).status_code == 200
 
