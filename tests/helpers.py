@@ -1,5 +1,10 @@
 """What tests share besides fixtures: payload files, the seed's expected Opportunity, waiting on
-a condition with a deadline, and a broker namespace's queues."""
+a condition with a deadline, a broker namespace's queues, a clock the test moves by hand, and a
+publisher that enqueues nothing.
+
+Test modules import these from here, never from a ``conftest.py`` (pytest loads conftest files
+itself; importing one as a module loads it twice).
+"""
 
 import json
 import time
@@ -61,3 +66,50 @@ def queue_depth(url, queue):
         except conn.channel_errors:
             return 0
         return count
+
+
+def queue_consumers(url, queue):
+    """Consumers subscribed to ``queue`` (0 when it does not exist)."""
+    with Connection(url) as conn:
+        try:
+            _, _, consumers = conn.default_channel.queue_declare(queue, passive=True)
+        except conn.channel_errors:
+            return 0
+        return consumers
+
+
+class Clock:
+    """A monotonic clock the test moves by hand: ``clock()`` is the time, ``clock.now += 5``
+    or ``clock.sleep(5)`` moves it (``sleep`` returns at once)."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+        self.now += max(0.0, seconds)
+
+
+class FakePublisher:
+    """A stand-in for ``magsync.messaging.broker.Publisher`` for web tests that need no broker.
+
+    ``create_app(settings, publisher=FakePublisher())`` builds a receiver that never connects to
+    RabbitMQ. ``publish(event, task_id)`` records the pair in ``published`` (in call order) and
+    answers like the real one (the task id); so a test proves that a request enqueued nothing by
+    ``publisher.published == []``. ``close()`` only records that it was called.
+    """
+
+    def __init__(self):
+        self.published = []
+        self.closed = False
+
+    def publish(self, event, task_id):
+        self.published.append((event, task_id))
+        return task_id
+
+    def close(self):
+        self.closed = True

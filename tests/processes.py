@@ -83,6 +83,13 @@ class Process:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
 
+    def terminate(self):
+        """SIGTERM to the main process only, as an operator stops it: a worker finishes the
+        tasks under way, then its pool processes leave their loop and exit on their own, sending
+        what they still hold (Sentry events) on the way out."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.popen.pid, signal.SIGTERM)
+
     def stop(self, timeout=15.0):
         if self.alive():
             self.kill(signal.SIGTERM)
@@ -94,6 +101,22 @@ class Process:
         else:
             self.kill(signal.SIGKILL)  # stray children of a process that already exited
         self._log.close()
+
+
+def shut_down(*processes, timeout=60.0):
+    """Stop ``processes`` gracefully (see ``Process.terminate``), side by side; returns their exit
+    codes, None for one that had to be killed after ``timeout`` seconds."""
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + timeout
+    codes = []
+    for process in processes:
+        try:
+            codes.append(process.popen.wait(max(0.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            codes.append(None)
+        process.stop()
+    return codes
 
 
 def start_web(env, log_dir, port=None, threads=4, workers=1, app="magsync.web:create_app()"):

@@ -3,14 +3,7 @@ import logging
 import pytest
 
 from magsync.worker.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+from tests.helpers import Clock
 
 
 @pytest.fixture

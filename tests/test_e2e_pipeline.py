@@ -17,7 +17,7 @@ from tests import processes
 from tests.helpers import SEED_OPPORTUNITY, delete_namespace, load_fixture, queue_depth, wait_for
 from tests.tcpproxy import TcpProxy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
 
 SECRET = "e2e-webhook-secret"
 

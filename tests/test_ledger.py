@@ -332,10 +332,10 @@ def test_a_killed_holder_releases_its_locks(ledger, database_url, tmp_path):
             locks.acquire("order", "100000043")
         os.kill(holder.pid, signal.SIGKILL)
         holder.join(10)
-        started = time.monotonic()
+        # Had the dead holder kept the lock, this would raise LockTimeout after the ledger's
+        # MAGSYNC_LOCK_TIMEOUT (5 s): nothing but its death releases it (it sleeps 600 s).
         with ledger.locks() as locks:
             locks.acquire("order", "100000043")
-        assert time.monotonic() - started < 5
     finally:
         impatient.close()
         if holder.is_alive():
@@ -349,11 +349,11 @@ def test_other_keys_do_not_wait_and_a_held_key_times_out(ledger):
         with ledger.locks() as first:
             first.acquire("order", "100000001")
             first.acquire("customer", "ana@example.com")
-            started = time.monotonic()
+            # ``first`` holds its locks until the end of this block, and ``impatient`` raises
+            # LockTimeout after 0.3 s of waiting: keys that waited on the held ones would raise.
             with impatient.locks() as second:
                 second.acquire("order", "100000002")
                 second.acquire("customer", "bob@example.com")
-            assert time.monotonic() - started < 0.3
             with impatient.locks() as third, pytest.raises(LockTimeout) as info:
                 third.acquire("order", "100000001")
         assert info.value.reason == "lock_timeout"

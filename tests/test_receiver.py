@@ -1,4 +1,9 @@
-"""The webhook receiver against the real RabbitMQ: what it answers, and what it enqueues."""
+"""The webhook receiver: what it answers, and what it enqueues.
+
+Requests it must refuse go to a receiver with a fake publisher and a broker address nothing
+listens on, so those tests need no RabbitMQ and prove by the publisher's record that nothing was
+enqueued; accepted webhooks go through the real RabbitMQ.
+"""
 
 import json
 
@@ -8,19 +13,38 @@ from kombu import Connection
 from magsync.magento.signature import sign
 from magsync.settings import ConfigError
 from magsync.web.app import create_app
-from tests.helpers import load_fixture, queue_depth
+from tests.helpers import FakePublisher, load_fixture, queue_depth
 
 SECRET = "whsec-test-0123456789"
 SEED = json.dumps(load_fixture("seed_webhook.json")).encode()
+RECEIVER_ENV = {
+    "MAGENTO_WEBHOOK_SECRET": f"retired-secret-0123,{SECRET}",
+    "MAGSYNC_MAX_BODY_BYTES": 64 * 1024,
+}
 
 
 @pytest.fixture
-def app(make_settings, rabbitmq_url, broker_namespace):
+def publisher():
+    return FakePublisher()
+
+
+@pytest.fixture
+def client(make_settings, unused_port, publisher):
+    """A receiver that publishes to ``publisher``; its broker address has no listener, so a
+    request that reached for RabbitMQ would fail rather than pass by luck."""
     settings = make_settings(
-        MAGENTO_WEBHOOK_SECRET=f"retired-secret-0123,{SECRET}",
+        **RECEIVER_ENV, CELERY_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{unused_port}//"
+    )
+    return create_app(settings, publisher=publisher).test_client()
+
+
+@pytest.fixture
+def broker_app(make_settings, rabbitmq_url, broker_namespace):
+    """A receiver publishing to a namespace of its own on the real RabbitMQ."""
+    settings = make_settings(
+        **RECEIVER_ENV,
         CELERY_BROKER_URL=rabbitmq_url,
         MAGSYNC_BROKER_NAMESPACE=broker_namespace,
-        MAGSYNC_MAX_BODY_BYTES=64 * 1024,
         MAGSYNC_PUBLISH_TIMEOUT=3,
     )
     app = create_app(settings)
@@ -29,8 +53,8 @@ def app(make_settings, rabbitmq_url, broker_namespace):
 
 
 @pytest.fixture
-def client(app):
-    return app.test_client()
+def broker_client(broker_app):
+    return broker_app.test_client()
 
 
 def post(client, body, signature=None, content_type="application/json"):
@@ -46,8 +70,8 @@ def envelope(**order_changes):
     return json.dumps(document).encode()
 
 
-def test_valid_webhook_is_confirmed_and_enqueued(client, rabbitmq_url, broker_namespace):
-    response = post(client, SEED, sign(SEED, SECRET))
+def test_valid_webhook_is_confirmed_and_enqueued(broker_client, rabbitmq_url, broker_namespace):
+    response = post(broker_client, SEED, sign(SEED, SECRET))
     assert response.status_code == 202
     assert response.json["status"] == "accepted"
     assert response.json["order"] == "000000123"
@@ -68,9 +92,20 @@ def test_valid_webhook_is_confirmed_and_enqueued(client, rabbitmq_url, broker_na
     assert event["order"]["customer_email"] == "jane.doe@example.com"
 
 
-def test_a_rotated_secret_is_still_accepted(client, rabbitmq_url, broker_namespace):
-    assert post(client, SEED, sign(SEED, "retired-secret-0123")).status_code == 202
+def test_a_rotated_secret_is_still_accepted(broker_client, rabbitmq_url, broker_namespace):
+    assert post(broker_client, SEED, sign(SEED, "retired-secret-0123")).status_code == 202
     assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 1
+
+
+def test_an_accepted_webhook_hands_the_event_and_its_task_id_to_the_publisher(client, publisher):
+    response = post(client, SEED, sign(SEED, SECRET))
+    assert response.status_code == 202
+    [(event, task_id)] = publisher.published
+    assert task_id == response.json["task_id"]
+    assert task_id.startswith("000000123:")
+    assert event["increment_id"] == "000000123"
+    assert event["entity_id"] == 123
+    assert event["order"]["customer_email"] == "jane.doe@example.com"
 
 
 CASES = [
@@ -129,12 +164,12 @@ CASES = [
 
 @pytest.mark.parametrize(("body", "signature", "content_type", "status", "error"), CASES)
 def test_rejected_requests_enqueue_nothing(
-    client, rabbitmq_url, broker_namespace, body, signature, content_type, status, error
+    client, publisher, body, signature, content_type, status, error
 ):
     response = post(client, body, signature, content_type)
     assert response.status_code == status
     assert response.json["error"] == error
-    assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 0
+    assert publisher.published == []
 
 
 ENVELOPE_CASES = [
@@ -154,29 +189,27 @@ ENVELOPE_CASES = [
 
 
 @pytest.mark.parametrize(("body", "field"), ENVELOPE_CASES)
-def test_bad_envelopes_get_422_with_field_errors(
-    client, rabbitmq_url, broker_namespace, body, field
-):
+def test_bad_envelopes_get_422_with_field_errors(client, publisher, body, field):
     response = post(client, body, sign(body, SECRET))
     assert response.status_code == 422
     assert response.json["error"] == "invalid_envelope"
     assert field in response.json["errors"]
-    assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 0
+    assert publisher.published == []
 
 
-def test_adobe_envelope_is_accepted(client, rabbitmq_url, broker_namespace):
+def test_adobe_envelope_is_accepted(broker_client, rabbitmq_url, broker_namespace):
     body = json.dumps(load_fixture("adobe_io_event.json")).encode()
-    response = post(client, body, sign(body, SECRET))
+    response = post(broker_client, body, sign(body, SECRET))
     assert response.status_code == 202
     assert response.json["task_id"] == "100004711:4f2a9c1e-8d3b-4e57-a1c6-2b9f0e7d5a31"
     assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 1
 
 
-def test_oversized_body_gets_413(client, rabbitmq_url, broker_namespace):
+def test_oversized_body_gets_413(client, publisher):
     body = envelope(padding="x" * (70 * 1024))
     response = post(client, body, sign(body, SECRET))
     assert response.status_code == 413
-    assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 0
+    assert publisher.published == []
 
 
 def test_unreachable_broker_gives_503_with_retry_after(make_settings, unused_port):
@@ -202,8 +235,8 @@ def test_web_process_refuses_to_start_without_a_secret(make_settings):
         create_app(make_settings())
 
 
-def test_readyz_with_the_broker_up(client):
-    assert client.get("/readyz").json == {"status": "ready"}
+def test_readyz_with_the_broker_up(broker_client):
+    assert broker_client.get("/readyz").json == {"status": "ready"}
 
 
 def test_only_post_is_routed(client):
@@ -212,7 +245,7 @@ def test_only_post_is_routed(client):
     assert response.json["error"] == "method_not_allowed"
 
 
-def test_web_declares_the_dead_letter_side_at_start_up(app, rabbitmq_url, broker_namespace):
+def test_web_declares_the_dead_letter_side_at_start_up(broker_app, rabbitmq_url, broker_namespace):
     # No webhook has been published yet: the queues exist because the app started.
     with Connection(rabbitmq_url) as conn:
         channel = conn.default_channel

@@ -18,7 +18,7 @@ from magsync.salesforce.auth import TokenProvider, explain, refused_credentials
 from magsync.salesforce.rest import build_session
 from magsync.salesforce.writer import SalesforceWriter
 from magsync.settings import Settings
-from tests.helpers import load_fixture
+from tests.helpers import Clock, load_fixture
 from tests.sentry_stub import SentryStub
 
 
@@ -35,16 +35,6 @@ def sentry(make_settings):
     sentry_sdk.get_client().close(timeout=2)
     sentry_sdk.init()  # an inactive client again
     stub.stop()
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def settings_for(org, **env):

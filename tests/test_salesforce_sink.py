@@ -17,7 +17,7 @@ from magsync.salesforce.auth import TokenProvider, grant_for
 from magsync.salesforce.rest import build_session
 from magsync.salesforce.writer import SalesforceWriter
 from magsync.settings import ConfigError, Settings
-from tests.helpers import load_fixture
+from tests.helpers import Clock, load_fixture
 
 PACKAGED_SCHEMA = Path(__file__).parent.parent / "magsync/sandbox/salesforce/schema.json"
 
@@ -31,9 +31,9 @@ def settings_for(org, **env):
     return Settings.from_env({**org.settings(), **{k: str(v) for k, v in env.items()}})
 
 
-def writer_for(settings):
+def writer_for(settings, clock=time.monotonic):
     session = build_session(settings)
-    return SalesforceWriter(settings, TokenProvider(settings, session), session)
+    return SalesforceWriter(settings, TokenProvider(settings, session, clock=clock), session)
 
 
 @pytest.fixture
@@ -104,14 +104,15 @@ def test_concurrent_callers_share_one_refresh(org, seed_record):
 
 
 def test_revoked_user_is_an_authentication_failure_to_retry(org, seed_record):
-    writer = writer_for(settings_for(org, SALESFORCE_TOKEN_RETRY_INTERVAL=0.2))
+    clock = Clock()
+    writer = writer_for(settings_for(org, SALESFORCE_TOKEN_RETRY_INTERVAL=0.2), clock)
     org.revoke_user()
     with pytest.raises(AuthenticationFailed) as info:
         writer.upsert([seed_record])
     assert isinstance(info.value, RetryLater)
     assert info.value.reason == "invalid_grant"
     org.restore_user()
-    time.sleep(0.3)  # a failed token request is not repeated within the retry interval
+    clock.sleep(0.3)  # a failed token request is not repeated within the retry interval
     assert writer.upsert([seed_record])[0].ok
 
 

@@ -66,27 +66,31 @@ class ScenarioRun:
 
 
 def run(store, scenario, orders=1000, steps=("invoice", "ship"), duration=None, lag=0,
-        kind=None, burst=1, wait=False, timeout=None):  # fmt: skip
-    """Run a scenario against ``store`` (a :class:`SandboxStore`); returns its result dict."""
+        kind=None, burst=1, wait=False, timeout=None,
+        clock=time.monotonic, sleep=time.sleep):  # fmt: skip
+    """Run a scenario against ``store`` (a :class:`SandboxStore`); returns its result dict.
+
+    ``clock`` and ``sleep`` pace the saves (a test passes a clock it moves by hand).
+    """
     steps = normalise_steps(steps)
     operations = plan(int(orders), steps, int(lag))
     scenario.total_ops = len(operations)
     burst = max(1, int(burst))
     spacing = (duration / len(operations)) if duration and operations else 0.0
     heads = {}
-    started = time.monotonic()
+    started = clock()
     for number, (index, step) in enumerate(operations):
         if spacing:
             due = started + (number // burst) * burst * spacing
-            delay = due - time.monotonic()
+            delay = due - clock()
             if delay > 0.001:
-                time.sleep(delay)
+                sleep(delay)
         if step is None:
             heads[index] = store.place_order(kind=kind)["entity_id"]
         else:
             heads[index] = store.act(heads[index], step)["entity_id"]
         scenario.done_ops = number + 1
-    elapsed = time.monotonic() - started
+    elapsed = clock() - started
     result = {
         "id": scenario.id,
         "orders": int(orders),
@@ -98,5 +102,5 @@ def run(store, scenario, orders=1000, steps=("invoice", "ship"), duration=None, 
     }
     if wait:
         result["idle"] = store.wait_idle(timeout)
-        result["delivered_in"] = round(time.monotonic() - started, 3)
+        result["delivered_in"] = round(clock() - started, 3)
     return result

@@ -66,13 +66,15 @@ REST_ROUTES = [
 
 
 class StoreServer(ThreadingHTTPServer):
-    """The listening server; tracks open connections so :meth:`close` ends them promptly."""
+    """The listening server; tracks open connections so :meth:`close` ends them promptly, and
+    counts the connections it is done with (``handled``)."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address, store):
         self.store = store
+        self.handled = 0
         self._connections = set()
         self._connections_changed = threading.Condition()
         super().__init__(address, Handler)
@@ -91,6 +93,7 @@ class StoreServer(ThreadingHTTPServer):
         finally:
             with self._connections_changed:
                 self._connections.discard(request)
+                self.handled += 1
                 self._connections_changed.notify_all()
 
     def close(self, timeout=5.0):

@@ -349,10 +349,13 @@ class SandboxStore:
         self.sender.resume()
 
     def status(self):
-        """Order count, delivery counters and queue state, running scenarios."""
+        """Order count, HTTP connections served to the end, delivery counters and queue state,
+        running scenarios."""
+        server = self._server
         return {
             "url": self.url,
             "orders": len(self.book),
+            "connections_handled": server.handled if server is not None else 0,
             "delivery": self.sender.status(),
             "scenarios": {
                 run_id: {"finished": run.finished.is_set(), "done": run.done_ops}

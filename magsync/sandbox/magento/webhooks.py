@@ -31,7 +31,9 @@ jitter (honouring ``Retry-After``) until :class:`RetryPolicy` gives up. Adobe de
 Adobe's schedule: connection errors, timeouts, 429 and 5xx except 505 are retried after 1, 2, 4
 and 8 minutes, then every 15 minutes until 24 hours have passed, all scaled by
 ``RetryPolicy.time_scale`` (tests run the day in seconds). 2xx ends a delivery, as does any other
-status (a non-retryable refusal). Every attempt is logged.
+status (a non-retryable refusal). Every attempt is logged, with when its delivery was queued and
+when the attempt was due (``queued_ms``, ``released_ms``: milliseconds since the sender was
+made; with bursts on, ``released_ms`` is the burst the attempt went with).
 
 Chaos (:class:`Chaos`): ``duplicate`` (probability of sending a save twice, same body and
 event id), ``drop`` (probability of never sending it; logged as ``dropped`` so reconciliation
@@ -340,6 +342,8 @@ class Delivery:
     attempts: int = 0
     first_attempt: float | None = None
     due: float = 0.0
+    queued_at: float = 0.0
+    released_at: float | None = None
     adobe_signatures: list = field(default_factory=list)
 
 
@@ -476,6 +480,7 @@ class Sender:
                 envelope=target.envelope,
                 body=body,
                 lane=order["entity_id"],
+                queued_at=time.monotonic(),
             )
             if chaos.drop and self._rng.random() < chaos.drop:
                 self._counts["dropped"] += 1
@@ -500,11 +505,12 @@ class Sender:
 
     def _schedule(self, lane, now):
         """Make a lane's head eligible at its due time (and the next burst, with bursts on)."""
-        due = self._lanes[lane][0].due
+        head = self._lanes[lane][0]
+        due = max(head.due, now)
         burst = self._chaos.burst_every
         if burst:
-            since = max(due, now) - self._epoch
-            due = self._epoch + math.ceil(since / burst) * burst
+            due = self._epoch + math.ceil((due - self._epoch) / burst) * burst
+        head.released_at = due
         if due <= now:
             self._ready.append(lane)
         else:
@@ -663,8 +669,13 @@ class Sender:
                 "url": url,
                 "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "elapsed_ms": round(elapsed * 1000, 2),
+                "queued_ms": self._since_start(delivery.queued_at),
+                "released_ms": self._since_start(delivery.released_at),
             }
         )
+
+    def _since_start(self, moment):
+        return None if moment is None else round((moment - self._epoch) * 1000, 3)
 
     def challenge(self, timeout=10.0, url=None):
         """Adobe's registration check: ``GET <url>?challenge=<token>`` must echo the token.

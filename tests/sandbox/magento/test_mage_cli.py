@@ -8,7 +8,7 @@ import sys
 import pytest
 import requests
 
-from tests.sandbox.magento.conftest import oauth_for
+from tests.sandbox.magento.helpers import oauth_for
 
 SETTING_NAMES = [
     "MAGENTO_BASE_URL",

@@ -1,11 +1,10 @@
 """The control API, driven through ControlClient as other processes drive a running store."""
 
-import time
-
 import pytest
 import requests
 
 from magsync.sandbox.magento import ControlClient, ControlError
+from tests.helpers import Clock, wait_for
 
 
 @pytest.fixture
@@ -139,12 +138,13 @@ def test_scenarios_run_in_the_foreground_and_in_the_background(client, receiver)
     assert result["saves"] == 10 and result["idle"] is True
     started = client.run_scenario(background=True, orders=20, steps=["invoice", "ship"], lag=3)
     assert started["finished"] is False or started["result"]
-    deadline = time.monotonic() + 20
-    state = client.scenario(started["id"])
-    while not state["finished"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+    def finished():
         state = client.scenario(started["id"])
-    assert state["finished"] and state["error"] is None
+        return state if state["finished"] else None
+
+    state = wait_for(finished, timeout=20, what="the background scenario to finish")
+    assert state["error"] is None
     assert state["progress"] == {"done": 60, "total": 60}
     assert len(state["result"]["entity_ids"]) == 20
     assert client.wait_idle(10)
@@ -156,7 +156,22 @@ def test_scenarios_run_in_the_foreground_and_in_the_background(client, receiver)
 
 def test_a_paced_scenario_takes_its_duration(store):
     result = store.run_scenario(orders=10, steps=[], duration=0.5)
-    assert 0.4 <= result["elapsed"] < 2.0
+    assert result["elapsed"] >= 0.4  # the tenth save is due 9 x 0.05 s after the first
+
+
+@pytest.mark.parametrize(("burst", "waits"), [(1, [0.05] * 9), (2, [0.1] * 4), (5, [0.25])])
+def test_a_paced_scenario_spreads_its_saves_evenly(store, burst, waits):
+    from magsync.sandbox.magento import scenario
+
+    clock = Clock()
+    run = scenario.ScenarioRun({})
+    result = scenario.run(
+        store, run, orders=10, steps=[], duration=0.5, burst=burst, clock=clock, sleep=clock.sleep
+    )
+    # The store takes no time on this clock: every wait is the pacing's.
+    assert clock.slept == pytest.approx(waits)
+    assert result["elapsed"] == pytest.approx(sum(waits))
+    assert result["saves"] == 10
 
 
 def test_interleaved_steps_follow_the_lag():
@@ -196,19 +211,24 @@ def test_the_adobe_public_keys_are_served(store):
 def test_a_client_that_hangs_up_mid_answer_leaves_no_traceback(capfd):
     import socket
     import struct
-    import time
 
     from magsync.sandbox.magento import SandboxStore
 
     with SandboxStore(seed=9) as store:
         store.create_orders(150)
         host, port = store.url.removeprefix("http://").split(":")
+        handled = store.status()["connections_handled"]
         for _ in range(5):
             with socket.create_connection((host, int(port))) as sock:
                 sock.sendall(f"GET /_sandbox/orders HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
                 # Reset at once: the store's answer (all orders) meets a closed connection.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        time.sleep(0.5)
+        # Once the store is done with all five, whatever it had to say about them is on stderr.
+        wait_for(
+            lambda: store.status()["connections_handled"] >= handled + 5,
+            timeout=20,
+            what="the store to finish with the five connections",
+        )
         assert store.order(1)["entity_id"] == 1  # still serving
     err = capfd.readouterr().err
     assert "Traceback" not in err, err

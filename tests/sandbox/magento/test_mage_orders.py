@@ -8,7 +8,7 @@ import pytest
 from magsync.sandbox.magento.errors import MagentoError
 from magsync.sandbox.magento.generator import OrderGenerator
 from magsync.sandbox.magento.orders import OrderBook, SaveClock
-from tests.sandbox.magento.conftest import load_order
+from tests.sandbox.magento.helpers import load_order
 
 # Keys present only for some orders of a kind (a customer without birthday, no cart rule...).
 OPTIONAL_TOP = {

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from magsync.sandbox.magento import ControlClient, ControlError, SandboxStore
-from tests.sandbox.magento.conftest import Rest, oauth_for
+from tests.sandbox.magento.helpers import Rest, oauth_for
 
 SECONDS = [f"2024-03-01 12:00:0{n}" for n in range(4)]
 

@@ -11,7 +11,7 @@ import pytest
 from oauthlib.oauth1 import SIGNATURE_HMAC_SHA1, SIGNATURE_HMAC_SHA256, Client
 
 from magsync.sandbox.magento import SandboxStore
-from tests.sandbox.magento.conftest import Rest, oauth_for
+from tests.sandbox.magento.helpers import Rest, oauth_for
 
 NOT_AUTHORIZED = {
     "message": "The consumer isn't authorized to access %resources.",

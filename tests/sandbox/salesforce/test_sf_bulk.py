@@ -14,7 +14,7 @@ from simple_salesforce.exceptions import SalesforceOperationError
 from magsync.sandbox.salesforce import ControlClient, bulk
 from magsync.sandbox.salesforce.schema import packaged_schema
 from tests.helpers import wait_for
-from tests.sandbox.salesforce.conftest import https_session
+from tests.sandbox.salesforce.helpers import https_session
 from tests.sandbox.salesforce.test_sf_process import Running
 from tests.sandbox.salesforce.test_sf_robustness import read_all, tls_socket
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.sandbox.salesforce.conftest import opportunity
+from tests.sandbox.salesforce.helpers import opportunity
 
 ROLLED_BACK = {
     "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",

@@ -6,7 +6,7 @@ import threading
 import pytest
 from simple_salesforce.exceptions import SalesforceRefusedRequest
 
-from tests.sandbox.salesforce.conftest import direct_client, https_session, opportunity
+from tests.sandbox.salesforce.helpers import direct_client, https_session, opportunity
 
 LIMIT_INFO = re.compile(r"^api-usage=\d+/\d+$")
 

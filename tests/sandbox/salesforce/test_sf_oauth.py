@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
-from tests.sandbox.salesforce.conftest import JWT_GRANT, assertion, login_client, token_request
+from tests.sandbox.salesforce.helpers import JWT_GRANT, assertion, login_client, token_request
 
 
 def test_jwt_grant_answers_like_salesforce(org, session):

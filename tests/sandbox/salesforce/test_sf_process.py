@@ -13,7 +13,7 @@ import requests
 
 from magsync.sandbox.salesforce import ControlClient
 from magsync.sandbox.salesforce.schema import packaged_schema
-from tests.sandbox.salesforce.conftest import JWT_GRANT
+from tests.sandbox.salesforce.helpers import JWT_GRANT
 
 SETTING_NAMES = [
     "SALESFORCE_LOGIN_URL",

@@ -3,7 +3,7 @@
 import pytest
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from tests.sandbox.salesforce.conftest import opportunity
+from tests.sandbox.salesforce.helpers import opportunity
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 from simple_salesforce.exceptions import SalesforceResourceNotFound
 
 from magsync.sandbox.salesforce import ids
-from tests.sandbox.salesforce.conftest import opportunity
+from tests.sandbox.salesforce.helpers import opportunity
 
 OBJECT_BODIES = [
     ("Account", "001", lambda org: {"Name": "Jane Doe"}),

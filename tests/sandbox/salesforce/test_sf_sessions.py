@@ -6,7 +6,7 @@ import time
 import pytest
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceExpiredSession
 
-from tests.sandbox.salesforce.conftest import direct_client, login_client, opportunity
+from tests.sandbox.salesforce.helpers import direct_client, login_client, opportunity
 
 INVALID_SESSION = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
 

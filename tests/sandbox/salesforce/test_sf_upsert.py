@@ -5,7 +5,7 @@ import pytest
 from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceMoreThanOneRecord
 
 from magsync.sandbox.salesforce.schema import packaged_schema
-from tests.sandbox.salesforce.conftest import direct_client, https_session, opportunity
+from tests.sandbox.salesforce.helpers import direct_client, https_session, opportunity
 
 UPSERT = "sobjects/Opportunity/Magento_Order_ID__c/000000123"
 

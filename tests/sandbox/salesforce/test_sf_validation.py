@@ -3,7 +3,7 @@
 import pytest
 
 from magsync.sandbox.salesforce.schema import packaged_schema
-from tests.sandbox.salesforce.conftest import direct_client, https_session, opportunity
+from tests.sandbox.salesforce.helpers import direct_client, https_session, opportunity
 
 # (case, object, body, errorCode, fields, message)
 CASES = [
