@@ -3,6 +3,7 @@ recipient, batches, and which intake is on. Paths that publish use the real Rabb
 refuse record with a publisher that proves nothing was published."""
 
 import base64
+import io
 import json
 import logging
 
@@ -602,4 +603,23 @@ def test_a_seed_envelope_is_422_on_this_route(client, app, keys):
     response = post(client, body, {"Content-Type": "application/json", **keys.headers(body)})
     assert response.status_code == 422
     assert "type" in response.json["errors"]
+    assert published(app) == []
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_deeply_nested_json_is_refused_never_a_500(client, app, keys, signed):
+    """Nesting that would exhaust Python's recursion: 400 when signed (as on the seed route),
+    401 unsigned (nothing unsigned but a validationUrl is read); nothing published."""
+    body = b"[" * 5000 + b"]" * 5000
+    headers = {"Content-Type": "application/json", **(keys.headers(body) if signed else {})}
+    assert post(client, body, headers).status_code == (400 if signed else 401)
+    assert published(app) == []
+
+
+def test_a_chunked_body_over_the_limit_is_413(client, app, keys):
+    """Without a Content-Length Werkzeug would cut the body at the limit without a word."""
+    body = b" " * (4 * 1024 * 1024 + 1)
+    headers = {"Content-Type": "application/json", **keys.headers(body)}
+    answer = client.post("/adobe/events", input_stream=io.BytesIO(body), headers=headers)
+    assert answer.status_code == 413
     assert published(app) == []

@@ -20,7 +20,6 @@
    published again on Adobe's retry and skipped by the workers as repeats of their event id.
 """
 
-import json
 import logging
 from dataclasses import dataclass
 
@@ -28,6 +27,7 @@ from flask import Blueprint, current_app, jsonify, make_response, request
 
 from magsync.magento import adobe, envelopes
 from magsync.messaging.broker import BrokerUnavailable, Publisher
+from magsync.web.answers import Refusal, read_body
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_BATCH_EVENTS = 100
 MAX_UNSIGNED_BYTES = 16 * 1024
 MAX_CHALLENGE_CHARS = 512
-RETRY_AFTER_SECONDS = 10
 CONTENT_TYPES = frozenset(
     {"application/json", "application/cloudevents+json", "application/cloudevents-batch+json"}
 )
@@ -52,6 +51,7 @@ class AdobeIntake:
     keys: adobe.KeyStore
     validator: adobe.Validator
     publisher: Publisher
+    max_clock_skew: float
 
     @classmethod
     def build(cls, settings, publisher):
@@ -65,22 +65,7 @@ class AdobeIntake:
         validator = adobe.Validator(
             settings.adobe_validation_hosts, timeout=settings.adobe_timeout, verify=verify
         )
-        return cls(settings.adobe_client_id, keys, validator, publisher)
-
-
-class Refusal(Exception):
-    """An answer that ends the request: ``status``, ``error`` code and message."""
-
-    def __init__(self, status, error, message, **extra):
-        super().__init__(message)
-        self.status, self.error, self.extra = status, error, extra
-
-    def response(self):
-        response = jsonify({"error": self.error, "message": str(self), **self.extra})
-        response.status_code = self.status
-        if self.status == 503:
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return cls(settings.adobe_client_id, keys, validator, publisher, settings.max_clock_skew)
 
 
 @bp.get("/adobe/events")
@@ -108,7 +93,7 @@ def receive():
             return _unsigned(intake, body)
         _verify(intake, body)
         documents, single = _documents(body)
-        events = [_event(document, intake.client_id, single, body) for document in documents]
+        events = [_event(document, intake, single, body) for document in documents]
         task_ids = _publish(intake.publisher, events)
     except Refusal as refusal:
         return refusal.response()
@@ -120,12 +105,7 @@ def receive():
 def _body():
     # This route only: Adobe's batches are larger than the seed webhook's limit allows.
     request.max_content_length = MAX_BODY_BYTES
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise Refusal(413, "payload_too_large", f"Body exceeds {MAX_BODY_BYTES} bytes.")
-    body = request.get_data(cache=False)
-    if len(body) > MAX_BODY_BYTES:
-        raise Refusal(413, "payload_too_large", f"Body exceeds {MAX_BODY_BYTES} bytes.")
-    return body
+    return read_body(MAX_BODY_BYTES)
 
 
 def _signed():
@@ -137,8 +117,8 @@ def _unsigned(intake, body):
     document = None
     if len(body) <= MAX_UNSIGNED_BYTES:
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            document = envelopes.load_json(body)
+        except envelopes.InvalidJson:
             document = None
     url = document.get("validationUrl") if isinstance(document, dict) else None
     if not isinstance(url, str):
@@ -168,9 +148,9 @@ def _documents(body):
             "Content-Type must be application/json or application/cloudevents+json.",
         )
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise Refusal(400, "invalid_json", "Body is not valid JSON.") from None
+        document = envelopes.load_json(body)
+    except envelopes.InvalidJson as exc:
+        raise Refusal(400, "invalid_json", str(exc)) from None
     if not isinstance(document, list):
         return [document], True
     if not document or len(document) > MAX_BATCH_EVENTS:
@@ -182,20 +162,20 @@ def _documents(body):
     return document, False
 
 
-def _event(document, client_id, single, body):
+def _event(document, intake, single, body):
     """The task payload of one event; ``Refusal`` when it is not for this project or not an
     order event with an event id."""
     if not isinstance(document, dict):
         raise Refusal(422, "invalid_envelope", "Each event must be a JSON object.")
     try:
-        adobe.check_recipient(document, client_id)
+        adobe.check_recipient(document, intake.client_id)
     except adobe.WrongRecipient as exc:
         log.warning("adobe delivery refused", extra={"reason": "WrongRecipient"})
         raise Refusal(exc.status, exc.error, str(exc)) from None
     header = request.headers.get(adobe.EVENT_ID_HEADER) if single else None
     event_id = adobe.event_id_of(document, header)
     try:
-        event = envelopes.parse(document, body)
+        event = envelopes.parse(document, body, max_clock_skew=intake.max_clock_skew)
     except envelopes.EnvelopeError as exc:
         raise Refusal(
             422, "invalid_envelope", "Event envelope is not valid.", errors=exc.errors
@@ -214,7 +194,7 @@ def _event(document, client_id, single, body):
 def _publish(publisher, events):
     task_ids = []
     for event in events:
-        task_id = f"{event['increment_id']}:{event['adobe_event_id']}"
+        task_id = envelopes.task_id(event)
         try:
             publisher.publish(event, task_id)
         except BrokerUnavailable as exc:

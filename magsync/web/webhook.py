@@ -15,34 +15,14 @@ The view does four things in order and stops at the first failure, enqueuing not
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from magsync.magento import envelopes, signature
 from magsync.messaging.broker import BrokerUnavailable
+from magsync.web.answers import Refusal, read_body
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("magento_webhook", __name__)
-
-RETRY_AFTER_SECONDS = 10
-_CHUNK = 64 * 1024
-
-
-class Refusal(Exception):
-    """A request the receiver answers with an error (``status``, ``error`` code, message)."""
-
-    def __init__(self, status, error, message, headers=None, **extra):
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.headers = headers or {}
-        self.extra = extra
-
-    def response(self):
-        response = jsonify({"error": self.error, "message": str(self), **self.extra})
-        response.status_code = self.status
-        response.headers.update(self.headers)
-        return response
 
 
 @bp.post("/magento/webhook")
@@ -66,30 +46,6 @@ def receive():
     response = jsonify({"status": "accepted", "order": event["increment_id"], "task_id": task_id})
     response.status_code = 202
     return response
-
-
-def read_body(limit):
-    """The raw request body; ``Refusal`` 413 when it exceeds ``limit`` bytes.
-
-    The stream is read up to one byte past the limit, so a chunked body (no Content-Length,
-    which Werkzeug would otherwise cut off at the limit without a word) is refused too.
-    """
-    too_large = Refusal(413, "payload_too_large", f"Body exceeds {limit} bytes.")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    chunks, size = [], 0
-    try:
-        while size <= limit:
-            chunk = request.stream.read(min(_CHUNK, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except RequestEntityTooLarge:
-        raise too_large from None
-    if size > limit:
-        raise too_large
-    return b"".join(chunks)
 
 
 def verified_body(receiver):
@@ -132,10 +88,5 @@ def enqueue(receiver, event):
             "webhook not enqueued: broker unavailable",
             extra={"order": event["increment_id"], "cause": str(exc)},
         )
-        raise Refusal(
-            503,
-            "broker_unavailable",
-            "Try again later.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from None
+        raise Refusal(503, "broker_unavailable", "Try again later.") from None
     return task_id
