@@ -54,7 +54,8 @@ Where things live:
   session, allowance, ``Sforce-Limit-Info``).
 - ``auth.py``: the token endpoint and sessions (grants, error descriptions, TTL).
 - ``api.py``: the data API routes and handlers (sObjects, upsert, queries, Collections,
-  Composite) and this org's size limits.
+  Composite) and this org's size limits; ``calls.py``: what a handler receives and returns
+  (``Call``, ``Answer``); ``records.py``: the record writes the REST and Bulk APIs share.
 - ``bulk.py``: Bulk API 2.0 ingest (jobs, their states, background processing, results, the
   rolling-24-hour allocations); ``bulk_csv.py``: Salesforce's CSV rules.
 - ``validation.py``, ``store.py``, ``soql.py``, ``schema.py`` + ``schema.json``, ``ids.py``:

@@ -1,9 +1,10 @@
 """The REST data API under ``/services/data/vXX.X/``: routes, handlers and their answers.
 
 Handlers take a ``Call`` (one request, or one Composite subrequest) and return an ``Answer`` or
-raise ``SalesforceError``. ``ROUTES`` maps path shapes and methods to ``(kind, handler)``; the
-kind is the name under which the call is counted against the daily allowance (a Composite request
-and a Collections request count once, as in Salesforce).
+raise ``SalesforceError`` (``calls.py``), and write records with ``records.py``. ``ROUTES`` maps
+path shapes and methods to ``(kind, handler)``; the kind is the name under which the call is
+counted against the daily allowance (a Composite request and a Collections request count once,
+as in Salesforce).
 
 Limits of this org: request bodies up to ``MAX_BODY`` bytes (larger ones get 413; Bulk API 2.0
 uploads up to ``bulk.MAX_UPLOAD``, see ``max_body``), Collections up to 200 records, Composite
@@ -17,16 +18,17 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote
 
 from magsync.sandbox.salesforce import bulk, ids, soql, validation
+from magsync.sandbox.salesforce.calls import Answer
 from magsync.sandbox.salesforce.errors import (
     SalesforceError,
     bad_request,
     json_parser_error,
     not_found,
 )
+from magsync.sandbox.salesforce.records import record_for_write, save_record
 
 MIN_VERSION = 46
 MAX_VERSION = 64
@@ -67,92 +69,6 @@ def parse_version(segment):
     if match and MIN_VERSION <= int(match.group(1)) <= MAX_VERSION:
         return f"{match.group(1)}.0"
     return None
-
-
-@dataclass
-class Answer:
-    """A response: ``body`` is JSON-able (None for no body), or text sent as ``content_type``."""
-
-    status: int
-    body: object = None
-    headers: dict = field(default_factory=dict)
-    content_type: str | None = None
-
-
-@dataclass
-class Call:
-    """One data request (or Composite subrequest) as the handlers see it."""
-
-    org: object
-    method: str
-    version: str
-    segments: list
-    query: dict
-    headers: dict
-    body: bytes = b""
-    parsed: object = None
-    subrequest: bool = False
-    all_or_none: bool = False
-
-    @property
-    def store(self):
-        return self.org.store
-
-    @property
-    def schema(self):
-        return self.org.schema
-
-    def param(self, name):
-        values = self.query.get(name)
-        return values[-1] if values else None
-
-    @property
-    def text(self):
-        return self.body.decode("utf-8", errors="replace") if self.body else ""
-
-    def json(self):
-        """The JSON body (Composite subrequests carry it already parsed)."""
-        if self.subrequest:
-            if self.parsed is None:
-                raise json_parser_error(
-                    "The HTTP entity body is required, but this request has no entity body."
-                )
-            return self.parsed
-        return parse_json(self.body, self.headers.get("content-type"))
-
-
-def parse_json(body, content_type):
-    """The parsed JSON request body, or the error Salesforce answers for it."""
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media != "application/json":
-        raise SalesforceError(
-            415, "UNSUPPORTED_MEDIA_TYPE", f"Content type '{media or 'none'}' not supported"
-        )
-    if not body or not body.strip():
-        raise json_parser_error(
-            "The HTTP entity body is required, but this request has no entity body."
-        )
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise json_parser_error("Invalid UTF-8 in the request body") from None
-
-    def refuse_constant(name):
-        raise json.JSONDecodeError(f"Non-standard token '{name}'", text, text.find(name))
-
-    try:
-        return json.loads(text, parse_constant=refuse_constant)
-    except json.JSONDecodeError as exc:
-        char = text[exc.pos] if exc.pos < len(text) else None
-        where = f"at [line:{exc.lineno}, column:{exc.colno}]"
-        if char is None:
-            detail = f"Unexpected end-of-input {where}"
-        else:
-            detail = (
-                f"Unexpected character ('{char}' (code {ord(char)})): expected a valid value "
-                f"(JSON String, Number, Array, Object or token 'null', 'true' or 'false') {where}"
-            )
-        raise json_parser_error(detail) from None
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -208,21 +124,6 @@ def _fields_param(call, obj):
 
 def _body_dict(call):
     return validation.ensure_dict(call.json())
-
-
-def save_record(store, obj, body, existing=None, raw=None):
-    """Validate and store ``body`` (create when ``existing`` is None); returns the record.
-
-    ``raw`` is the request's JSON text, for the positions in JSON_PARSER_ERROR messages.
-    """
-    with store.transaction():
-        values = validation.prepare(store, obj, body, existing=existing, raw=raw)
-        if existing is None:
-            record = store.insert(obj.name, values)
-        else:
-            record = store.update(obj.name, existing["Id"], values)
-        validation.after_save(store, obj, record)
-        return record
 
 
 def _save(call, obj, body, existing=None):
@@ -570,21 +471,6 @@ def collections_update(call):
         return _saved(_save(call, obj, body, existing=existing)["Id"])
 
     return _run_records(call, records, all_or_none, operation)
-
-
-def record_for_write(store, obj, record_id):
-    """The live record ``record_id`` of ``obj`` for an update or delete of many records, or the
-    per-record error Salesforce reports (MALFORMED_ID, ENTITY_IS_DELETED,
-    INVALID_CROSS_REFERENCE_KEY)."""
-    key = ids.normalize(record_id)
-    if key is None:
-        raise bad_request("MALFORMED_ID", f"malformed id {record_id}", [])
-    record = store.get(obj.name, key) if key[:3] == obj.key_prefix else None
-    if record is None:
-        if store.is_deleted(obj.name, key):
-            raise bad_request("ENTITY_IS_DELETED", "entity is deleted", [])
-        raise bad_request("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
-    return record
 
 
 def collections_upsert(call, name, field_name):

@@ -58,7 +58,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from magsync.sandbox.salesforce import bulk_csv, ids, validation
+from magsync.sandbox.salesforce.calls import Answer
 from magsync.sandbox.salesforce.errors import SalesforceError, bad_request, not_found
+from magsync.sandbox.salesforce.records import record_for_write, save_record
 from magsync.sandbox.salesforce.store import index_key, timestamp
 
 log = logging.getLogger("magsync.sandbox.salesforce")
@@ -265,10 +267,6 @@ class _Writer:
     record a failed record was about, when known (``sf__Id`` of failed results)."""
 
     def __init__(self, store, plan):
-        # api imports this module for its routes; it is complete by the time a job runs.
-        from magsync.sandbox.salesforce import api
-
-        self.api = api
         self.store = store
         self.plan = plan
         self.obj = plan.obj
@@ -287,10 +285,10 @@ class _Writer:
             return _Failure(self.target, error_text(exc))
 
     def _save(self, body, existing=None):
-        return self.api.save_record(self.store, self.obj, body, existing=existing)["Id"]
+        return save_record(self.store, self.obj, body, existing=existing)["Id"]
 
     def _existing(self, record_id):
-        existing = self.api.record_for_write(self.store, self.obj, record_id)
+        existing = record_for_write(self.store, self.obj, record_id)
         self.target = existing["Id"]
         return existing
 
@@ -702,15 +700,9 @@ def _external_id(obj, name):
     return f.name
 
 
-def _answer(status, body=None, content_type=None):
-    from magsync.sandbox.salesforce.api import Answer
-
-    return Answer(status, body, content_type=content_type)
-
-
 def create(call):
     job = call.org.bulk.create(_spec(call), call.version)
-    return _answer(200, job.summary())
+    return Answer(200, job.summary())
 
 
 def list_jobs(call):
@@ -734,11 +726,11 @@ def list_jobs(call):
         out["nextRecordsUrl"] = (
             f"/services/data/v{call.version}/jobs/ingest?queryLocator={cursor}-{end}"
         )
-    return _answer(200, out)
+    return Answer(200, out)
 
 
 def info(call, job_id):
-    return _answer(200, call.org.bulk.get(job_id).info())
+    return Answer(200, call.org.bulk.get(job_id).info())
 
 
 def set_state(call, job_id):
@@ -746,9 +738,9 @@ def set_state(call, job_id):
     job = jobs.get(job_id)
     state = validation.ensure_dict(call.json(), "JobInfo").get("state")
     if state == "UploadComplete":
-        return _answer(200, jobs.close(job))
+        return Answer(200, jobs.close(job))
     if state == "Aborted":
-        return _answer(200, jobs.abort(job))
+        return Answer(200, jobs.abort(job))
     raise bad_request(
         "INVALIDJOBSTATE",
         f"Invalid state {state}: a job can be set to UploadComplete or Aborted",
@@ -758,7 +750,7 @@ def set_state(call, job_id):
 def delete(call, job_id):
     jobs = call.org.bulk
     jobs.delete(jobs.get(job_id))
-    return _answer(204)
+    return Answer(204)
 
 
 def upload(call, job_id):
@@ -772,7 +764,7 @@ def upload(call, job_id):
     if not call.body:
         raise bad_request("INVALIDBATCH", "The upload has no data: send the CSV as the body")
     jobs.upload(job, call.body)
-    return _answer(201)
+    return Answer(201)
 
 
 def results(call, job_id, kind):
@@ -780,4 +772,6 @@ def results(call, job_id, kind):
     if which is None:
         raise not_found()
     jobs = call.org.bulk
-    return _answer(200, jobs.results(jobs.get(job_id), which), f"{CSV_TYPE};charset=UTF-8")
+    return Answer(
+        200, jobs.results(jobs.get(job_id), which), content_type=f"{CSV_TYPE};charset=UTF-8"
+    )

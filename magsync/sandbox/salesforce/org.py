@@ -13,6 +13,7 @@ import threading
 
 from magsync.sandbox.salesforce import api, auth, bulk, certs, faults, validation
 from magsync.sandbox.salesforce import schema as org_schema
+from magsync.sandbox.salesforce.calls import Call
 from magsync.sandbox.salesforce.errors import SalesforceError, request_limit
 from magsync.sandbox.salesforce.store import Store
 
@@ -379,7 +380,7 @@ class SandboxOrg:
         if version is None:
             raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist")
         _, handler, args = api.route(segments[3:], method)
-        call = api.Call(
+        call = Call(
             org=self,
             method=method,
             version=version,

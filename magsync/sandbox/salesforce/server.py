@@ -34,6 +34,7 @@ import threading
 from urllib.parse import urlsplit
 
 from magsync.sandbox.salesforce import api, auth, control
+from magsync.sandbox.salesforce.calls import Answer, Call
 from magsync.sandbox.salesforce.errors import (
     SalesforceError,
     invalid_session,
@@ -353,7 +354,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise not_found()
             kind, handler, args = api.route(segments[3:], method)
             org.count_call(kind)
-            call = api.Call(
+            call = Call(
                 org=org,
                 method=method,
                 version=version,
@@ -364,7 +365,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             )
             return handler(call, *args)
         except SalesforceError as exc:
-            return api.Answer(exc.status, exc.body(), dict(exc.headers))
+            return Answer(exc.status, exc.body(), dict(exc.headers))
 
     def _bearer(self):
         value = self.headers.get("Authorization") or ""
