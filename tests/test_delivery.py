@@ -359,6 +359,11 @@ def test_rate_limit_command_changes_running_workers(harness):
         worker.stop()
     harness.workers.clear()
     worker = harness.worker("paced", concurrency=1)
+    # A worker of another deployment on the same virtual host is not told anything.
+    elsewhere_namespace = f"{harness.namespace}-elsewhere"
+    elsewhere = harness.worker(
+        "elsewhere", concurrency=1, MAGSYNC_BROKER_NAMESPACE=elsewhere_namespace
+    )
     try:
         first = harness.order(customer_email="first.pace@example.com")
         harness.publish(first)  # the pool process paces at SALESFORCE_RATE_LIMIT (20/s) first
@@ -385,10 +390,13 @@ def test_rate_limit_command_changes_running_workers(harness):
             line for line in worker.log().splitlines() if "salesforce call rate changed" in line
         ]
         assert len(changed) == 1 and "calls_per_second=1.0" in changed[0]
+        assert "salesforce call rate" not in elsewhere.log()
     finally:
         harness.cli("rate-limit", harness.settings.salesforce_rate_limit)
-        worker.stop()
+        for process in (worker, elsewhere):
+            process.stop()
         harness.workers.clear()
+        delete_namespace(services.RABBITMQ_URL, elsewhere_namespace)
         harness.worker("main")
     for wrong in ("fast", "0/s"):
         refused = harness.cli("rate-limit", wrong)

@@ -49,6 +49,9 @@ def create_celery(settings):
         # start. A backfill task, when magsync has one, gets a Celery rate_limit annotation here
         # (per worker), so that a backfill cannot outrun the org's allowance.
         task_annotations={},
+        # Remote-control commands (magsync rate-limit, Flower's) reach this namespace's workers
+        # only: Celery's default control exchange is one for the whole virtual host.
+        control_exchange=topology.namespace,
         broker_native_delayed_delivery_queue_type="quorum",
     )
     return celery
