@@ -107,3 +107,19 @@ def capture_auth_failure(error, grant, pid):
         {**error.describe(), "grant": grant, "pid": pid},
         fingerprint=["salesforce-auth", str(error.reason)],
     )
+
+
+def capture_api_usage_halt(used, limit, halt):
+    """One Sentry event for the start of an episode of API usage past the halt threshold.
+
+    The caller (``magsync.sync.pacing``) reports each episode once for all workers, through the
+    ledger; the event is grouped as one issue.
+    """
+    _alert(
+        f"Salesforce API usage at {used} of {limit} calls: live orders wait until it falls "
+        f"under {halt:.0%}",
+        {"alert": "salesforce_api_usage"},
+        "salesforce_api_usage",
+        {"used": used, "limit": limit, "halt": halt},
+        fingerprint=["salesforce-api-usage"],
+    )

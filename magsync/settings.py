@@ -253,10 +253,26 @@ def _date_offset(raw):
 
 
 def _rate_limit(raw):
+    """Salesforce calls per worker process: ``20/s``, ``600/m``, ``10000/h`` (a bare number is
+    per second); kept as written, for messages."""
     text = raw.strip()
-    if not re.fullmatch(r"\d+(\.\d+)?(/[smh])?", text):
+    match = re.fullmatch(r"(\d+(\.\d+)?)(/[smh])?", text)
+    if not match:
         raise ValueError("must look like 20/s, 600/m or 10000/h")
+    if float(match.group(1)) <= 0:
+        raise ValueError("must be more than 0 calls")
     return text
+
+
+def _fraction(raw):
+    """A share of the org's daily API allowance: 0.8, or 80%."""
+    text = raw.strip()
+    value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    if not 0 < value <= 1:
+        raise ValueError(
+            "must be a fraction of the allowance above 0 and at most 1 (or 1% to 100%)"
+        )
+    return value
 
 
 def _database_url(raw):
@@ -377,6 +393,25 @@ class Settings:
     retry_backoff_max: float = _setting("MAGSYNC_RETRY_BACKOFF_MAX", _positive_float, 600.0)
     circuit_threshold: int = _setting("MAGSYNC_CIRCUIT_THRESHOLD", _int, 5)
     circuit_cooldown: float = _setting("MAGSYNC_CIRCUIT_COOLDOWN", _positive_float, 30.0)
+    # -- quota-aware pacing (magsync.sync.pacing) -------------------------------------------------
+    api_budget: float = _setting(
+        "MAGSYNC_API_BUDGET",
+        _fraction,
+        0.8,
+        doc="share of the org's daily API allowance above which backfill and reconciliation pause",
+    )
+    api_halt: float = _setting(
+        "MAGSYNC_API_HALT",
+        _fraction,
+        0.95,
+        doc="share of the allowance above which live orders wait too (at least the budget)",
+    )
+    api_probe_interval: float = _setting(
+        "MAGSYNC_API_PROBE_INTERVAL",
+        _positive_float,
+        60.0,
+        doc="seconds between calls let through to read the usage while work is paused",
+    )
     # -- Salesforce -----------------------------------------------------------------------------
     sf_login_url: str = _setting("SALESFORCE_LOGIN_URL", _https_url, "https://login.salesforce.com")
     sf_client_id: str = _setting("SALESFORCE_CLIENT_ID", _str)
@@ -452,6 +487,11 @@ class Settings:
     def __post_init__(self):
         if self.sf_stage_map is None:
             object.__setattr__(self, "sf_stage_map", _stage_map(DEFAULT_STAGE_MAP))
+        if self.api_halt < self.api_budget:
+            raise ConfigError(
+                f"invalid settings: MAGSYNC_API_HALT ({self.api_halt:g}) must be at least "
+                f"MAGSYNC_API_BUDGET ({self.api_budget:g})"
+            )
 
     @classmethod
     def from_env(cls, environ=None):

@@ -54,7 +54,8 @@ def delete_namespace(url, namespace):
         channel = conn.default_channel
         for queue in (f"{namespace}.orders", f"{namespace}.dead"):
             channel.queue_delete(queue)
-        for exchange in (namespace, f"{namespace}.dead"):
+        control = (f"{namespace}.pidbox", f"reply.{namespace}.pidbox")  # remote control
+        for exchange in (namespace, f"{namespace}.dead", *control):
             channel.exchange_delete(exchange)
 
 

@@ -164,7 +164,7 @@ def test_migration_0003_adds_and_removes_the_event_id_table(database_url):
     ledger = Ledger(Settings.from_env({"DATABASE_URL": database_url}))
     try:
         assert migrate.upgrade(ledger.engine, "0002") == (None, "0002")
-        assert migrate.upgrade(ledger.engine) == ("0002", "0003")
+        assert migrate.upgrade(ledger.engine, "0003") == ("0002", "0003")
         with ledger.engine.connect() as connection:
             assert connection.execute(select(AppliedEventRow)).all() == []
         from alembic import command

@@ -110,6 +110,7 @@ def test_a_sound_setup_passes(env, rabbitmq_url, broker_namespace):
         "Salesforce token",
         "Salesforce API version",
         "Salesforce fields the mapping writes",
+        "Salesforce API usage",
         "Magento REST API",
         "RabbitMQ",
     ):
@@ -144,7 +145,7 @@ def test_malformed_settings_fail_and_the_rest_is_skipped(env):
     assert report.exit_code == 1
     assert "SALESFORCE_LOGIN_URL: must be an https:// URL" in text
     assert "MAGSYNC_DELIVERY_LIMIT" in text
-    assert report.count("skip") == 6  # every other check needs parsed settings
+    assert report.count("skip") == 7  # every other check needs parsed settings
 
 
 def test_missing_credentials_name_the_variable(env):
@@ -216,6 +217,46 @@ def test_an_api_version_the_org_does_not_offer_fails(env):
     label, statement, fix = entry(text, "API version 99.0:")
     assert label == "FAIL" and "the org does not offer it; it offers 46.0 to 64.0" in statement
     assert fix.startswith("fix: set SALESFORCE_API_VERSION")
+
+
+# -- the org's API usage -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("used", "label", "says"),
+    [
+        (120, "ok", None),
+        (850, "warn", "backfill waits until usage falls"),
+        (960, "warn", "live orders wait until usage falls"),
+    ],
+)
+def test_the_usage_shows_with_the_pacing_thresholds(org, env, used, label, says):
+    org.set_limits(daily_limit=1000, api_usage=used)
+    report, text = check(env)
+    assert report.exit_code == 0, text  # busy is not broken: it falls by itself
+    found, statement, fix = entry(text, "daily API requests:")
+    assert found == label
+    # The describe calls before it are counted too: the figure is what /limits said.
+    reported = int(statement.split("daily API requests: ", 1)[1].split(" of ", 1)[0])
+    assert used < reported < used + 20
+    assert " of 1,000 used in the last 24 hours (" in statement
+    assert "from GET /limits" in statement
+    assert "MAGSYNC_API_BUDGET 80% (backfill and reconciliation pause above it)" in statement
+    assert "MAGSYNC_API_HALT 95% (live orders wait above it)" in statement
+    if says:
+        assert statement.endswith(says)
+        assert "rolling 24 hours" in fix
+    else:
+        assert not fix
+
+
+def test_the_thresholds_shown_are_the_configured_ones(org, env):
+    org.set_limits(daily_limit=1000, api_usage=600)
+    report, text = check({**env, "MAGSYNC_API_BUDGET": "0.5", "MAGSYNC_API_HALT": "90%"})
+    assert report.exit_code == 0, text
+    label, statement, _ = entry(text, "daily API requests:")
+    assert label == "warn" and "MAGSYNC_API_BUDGET 50%" in statement
+    assert "MAGSYNC_API_HALT 90%" in statement
 
 
 # -- the fields the mapping writes -------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Delivery guarantees with real ``magsync worker`` processes on RabbitMQ against the sandbox org:
 retries, the retry window, Retry-After, dead letters (with their reason, listed and replayed
-through the CLI), the circuit breaker, the rate-limit command, Sentry, and RabbitMQ's consumer
-timeout."""
+through the CLI), the circuit breaker, the rate-limit command, orders waiting while the org's API
+usage is past the halt threshold, Sentry, and RabbitMQ's consumer timeout."""
 
 import contextlib
 import copy
@@ -56,8 +56,10 @@ class Harness:
         self.dead = DeadLetters(self.celery, self.celery.magsync_topology)
         self.workers = []
 
-    def worker(self, name, **env):
-        process = processes.start_worker({**self.env, **env}, self.logs, name=name, concurrency=2)
+    def worker(self, name, concurrency=2, **env):
+        process = processes.start_worker(
+            {**self.env, **env}, self.logs, name=name, concurrency=concurrency
+        )
         self.workers.append(process)
         return process
 
@@ -374,20 +376,119 @@ def test_an_order_waits_while_the_worker_cannot_build_its_clients(harness, tmp_p
 
 
 def test_rate_limit_command_changes_running_workers(harness):
-    answer = harness.cli("rate-limit", "1/s")
-    assert answer.exit_code == 0, answer.output
-    assert "new rate limit set successfully" in answer.output
+    """``magsync rate-limit`` changes the Salesforce call rate of a running worker's pool process.
+
+    Each order here is a new buyer's: two calls (the lookup, then one Composite). At one call a
+    second, the calls of three orders take at least (calls - 1) seconds, a lower bound that a
+    loaded machine can only make longer; a limit on task starts (Celery's ``rate_limit``) lets
+    three orders start within two seconds.
+    """
+    for worker in harness.workers:
+        worker.stop()
+    harness.workers.clear()
+    worker = harness.worker("paced", concurrency=1)
+    # A worker of another deployment on the same virtual host is not told anything.
+    elsewhere_namespace = f"{harness.namespace}-elsewhere"
+    elsewhere = harness.worker(
+        "elsewhere", concurrency=1, MAGSYNC_BROKER_NAMESPACE=elsewhere_namespace
+    )
     try:
-        orders = [harness.order() for _ in range(4)]
+        first = harness.order(customer_email="first.pace@example.com")
+        harness.publish(first)  # the pool process paces at SALESFORCE_RATE_LIMIT (20/s) first
+        wait_for(lambda: harness.records(first["increment_id"]), what="the first order")
+
+        answer = harness.cli("rate-limit", "1/s")
+        assert answer.exit_code == 0, answer.output
+        [line] = answer.output.splitlines()
+        assert line.startswith("paced-") and line.endswith(
+            ": salesforce call rate set to 1/s per worker process (1 calls a second)"
+        )
+        harness.org.reset_stats()
+        orders = [harness.order(customer_email=f"pace{n}@example.com") for n in range(3)]
         started = time.monotonic()
         for order in orders:
             harness.publish(order)
         for order in orders:
             wait_for(lambda o=order: harness.records(o["increment_id"]), what="every order")
-        assert time.monotonic() - started >= 2.5  # four tasks at one a second
+        elapsed = time.monotonic() - started
+        calls = harness.org.stats()["api_calls"]
+        assert calls >= 6
+        assert elapsed >= calls - 1, (calls, elapsed)
+        changed = [
+            line for line in worker.log().splitlines() if "salesforce call rate changed" in line
+        ]
+        assert len(changed) == 1 and "calls_per_second=1.0" in changed[0]
+        assert "salesforce call rate" not in elsewhere.log()
     finally:
         harness.cli("rate-limit", harness.settings.salesforce_rate_limit)
-    assert harness.cli("rate-limit", "fast").exit_code != 0
+        for process in (worker, elsewhere):
+            process.stop()
+        harness.workers.clear()
+        delete_namespace(services.RABBITMQ_URL, elsewhere_namespace)
+        harness.worker("main")
+    for wrong in ("fast", "0/s"):
+        refused = harness.cli("rate-limit", wrong)
+        assert refused.exit_code != 0 and "Invalid value for RATE" in refused.output
+
+
+def test_live_orders_wait_past_the_halt_threshold_and_resume_when_usage_falls(harness):
+    """Past ``MAGSYNC_API_HALT`` orders go back to RabbitMQ, again and again, without spending
+    an attempt; one Sentry event says so; when the org's usage falls (read by a probe), they
+    sync."""
+    for worker in harness.workers:
+        worker.stop()
+    harness.workers.clear()
+    worker = harness.worker("quota", MAGSYNC_API_PROBE_INTERVAL="1")
+
+    def usage_alerts():
+        return [
+            e for e in harness.sentry.events() if e["tags"].get("alert") == "salesforce_api_usage"
+        ]
+
+    try:
+        harness.org.set_limits(daily_limit=1000, api_usage=955)
+        first = harness.order()
+        harness.publish(first)  # no figure yet: it goes, and its answers report 95.6 %
+        wait_for(lambda: harness.records(first["increment_id"]), what="the first order")
+        [alert] = wait_for(usage_alerts, what="the Sentry event")
+        assert "live orders wait" in alert["message"] or "live orders wait" in json.dumps(alert)
+
+        waiting = [harness.order() for _ in range(3)]
+        for order in waiting:
+            harness.publish(order)
+        # Each is put back and delivered again, several times, while probes (GET /limits, one a
+        # second for the whole worker) find usage still past the threshold.
+        for order in waiting:
+            wait_for(
+                lambda o=order: len(worker_lines(worker, o["increment_id"], " received")) >= 3,
+                what="orders delivered again and again",
+            )
+        assert harness.org.stats()["calls_by_kind"].get("limits", 0) >= 2
+        for order in waiting:
+            number = order["increment_id"]
+            assert not harness.records(number)
+            assert not worker_lines(worker, number, "will be retried")
+            assert not harness.dead_letter(number)
+            # Put back as it came: no attempt counted, no retry window started.
+            again = worker_lines(worker, number, " received")[1:]
+            kwargs = "'attempts': 0, 'first_failed_at': None"  # as Celery logs them, unescaped
+            assert all(kwargs in line.replace("\\", "") for line in again)
+        assert "salesforce api usage above budget" in worker.log()
+
+        harness.org.set_limits(api_usage=0)  # the rolling 24 hours freed the allowance
+        for order in waiting:
+            wait_for(lambda o=order: harness.records(o["increment_id"]), what="every order")
+        assert "live orders resume" in worker.log()
+        for order in waiting:
+            number = order["increment_id"]
+            assert not worker_lines(worker, number, "will be retried")
+            assert not harness.dead_letter(number)
+        assert len(usage_alerts()) == 1
+    finally:
+        harness.org.set_limits(daily_limit=5_000_000, api_usage=0)
+        worker.stop()
+        harness.workers.clear()
+        harness.worker("main")
 
 
 def _rabbitmq_env(ctl, name, value):

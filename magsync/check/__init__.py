@@ -12,6 +12,8 @@ reported as skipped, with the reason, otherwise. In order:
   ``magsync.check.mapping``) exists, can be written, and holds what is written; each upsert key
   is a unique External ID; every picklist value the mapping writes (the stage map's stages, the
   lead source, the contact role) is active;
+- ``salesforce-usage``: the org's daily API usage (``GET /limits``) against the pacing
+  thresholds ``MAGSYNC_API_BUDGET`` and ``MAGSYNC_API_HALT`` (a warning above the budget);
 - ``magento``: the store answers a signed ``GET /rest/V1/orders?searchCriteria[pageSize]=1``;
 - ``broker``: RabbitMQ accepts a connection; its exchanges and queues are declared as expected;
 - ``adobe``: with the Adobe I/O Events intake on, the host of Adobe's public keys answers.
@@ -83,6 +85,12 @@ CHECKS = (
         "salesforce-fields",
         "Salesforce fields the mapping writes",
         salesforce.check_fields,
+        needs="salesforce_api",
+    ),
+    Check(
+        "salesforce-usage",
+        "Salesforce API usage",
+        salesforce.check_api_usage,
         needs="salesforce_api",
     ),
     Check("magento", "Magento REST API", magento.check_magento, needs="settings"),

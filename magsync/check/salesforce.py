@@ -1,4 +1,5 @@
-"""The Salesforce checks: a token, the API version, and the fields the mapping writes.
+"""The Salesforce checks: a token, the API version, the fields the mapping writes, and the org's
+daily API usage against magsync's pacing thresholds.
 
 They share one ``Org`` client: the process's ``TokenProvider`` (so the check obtains a token
 exactly as a worker does) and the workers' own request path (``RestClient``) for the GETs of
@@ -9,6 +10,7 @@ from magsync.check import mapping
 from magsync.check.report import Finding
 from magsync.errors import AuthenticationFailed, SyncError
 from magsync.salesforce.auth import TokenProvider, explain, grant_for
+from magsync.salesforce.pacing import ApiUsage
 from magsync.salesforce.rest import RestClient, build_session
 from magsync.settings import ConfigError
 
@@ -133,3 +135,45 @@ def check_fields(ctx):
                 yield Finding.fail(target.label, f"describe failed: {exc}", "run the check again")
             continue
         yield from mapping.field_findings(target, describe)
+
+
+def _daily_usage(org):
+    """``(ApiUsage, where it came from)``: ``GET /limits``, else the last answer's header."""
+    try:
+        daily = org.get(org.rest.data_path("limits"))["DailyApiRequests"]
+        return ApiUsage(daily["Max"] - daily["Remaining"], daily["Max"]), "GET /limits"
+    except (Unanswered, KeyError, TypeError):
+        # /limits needs the "View Setup and Configuration" permission; every answer reports
+        # the usage anyway.
+        usage = ApiUsage.parse(org.rest.last_api_usage)
+        return usage, "the last answer's Sforce-Limit-Info"
+
+
+def check_api_usage(ctx):
+    org, settings = ctx.resources["org"], ctx.settings
+    usage, source = _daily_usage(org)
+    thresholds = (
+        f"MAGSYNC_API_BUDGET {settings.api_budget:.0%} (backfill and reconciliation pause above "
+        f"it), MAGSYNC_API_HALT {settings.api_halt:.0%} (live orders wait above it)"
+    )
+    if usage is None:
+        yield Finding.warn(
+            "daily API requests",
+            f"the org reported no usage; {thresholds}",
+            "give the integration user the View Setup and Configuration permission (GET /limits)",
+        )
+        return
+    figure = (
+        f"{usage.used:,} of {usage.limit:,} used in the last 24 hours ({usage.fraction:.0%}, "
+        f"from {source}); {thresholds}"
+    )
+    if usage.fraction < settings.api_budget:
+        yield Finding.ok("daily API requests", figure)
+        return
+    paused = "live orders wait" if usage.fraction >= settings.api_halt else "backfill waits"
+    yield Finding.warn(
+        "daily API requests",
+        f"{figure}: {paused} until usage falls",
+        "usage is counted over a rolling 24 hours and falls by itself; find what else spends the "
+        "org's allowance (Setup > System Overview), or have Salesforce raise it",
+    )

@@ -122,24 +122,29 @@ def flower(ctx, port):
 def rate_limit(rate, timeout):
     """Set the Salesforce call rate of every running worker.
 
-    RATE looks like 5/s, 600/m or 10000/h. Each worker applies it on its own until it restarts;
-    SALESFORCE_RATE_LIMIT is what a worker starts with.
+    RATE looks like 5/s, 600/m or 10000/h: Salesforce calls a second (minute, hour) in each
+    worker process. Every worker answers with the rate it set; each keeps it until it restarts,
+    when SALESFORCE_RATE_LIMIT applies again.
     """
-    from magsync.messaging.broker import SYNC_ORDER_TASK
-    from magsync.settings import _rate_limit
+    from magsync.salesforce.pacing import calls_per_second
+    from magsync.worker.pacing import RATE_LIMIT_COMMAND
 
     try:
-        rate = _rate_limit(rate)
+        calls_per_second(rate)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="RATE") from None
-    replies = celery_app(load_settings()).control.rate_limit(
-        SYNC_ORDER_TASK, rate, reply=True, timeout=timeout
+    replies = celery_app(load_settings()).control.broadcast(
+        RATE_LIMIT_COMMAND, arguments={"rate": rate.strip()}, reply=True, timeout=timeout
     )
     if not replies:
         raise click.ClickException("no worker answered: is any running on this broker?")
+    failed = False
     for reply in replies:
         for node, answer in reply.items():
+            failed = failed or "ok" not in answer
             click.echo(f"{node}: {answer.get('ok') or answer.get('error')}")
+    if failed:
+        raise SystemExit(1)
 
 
 @main.command()

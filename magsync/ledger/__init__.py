@@ -3,7 +3,8 @@
 For each order it keeps the Magento entity id, increment id and store, the last applied
 ``updated_at`` and the hash of the fields written for it, the Salesforce ids (Opportunity or
 Lead, Account, Contact, contact role), the sync status, attempts and last error, and times; for
-each buyer (by email) the Account and Contact; and for each order a history of events:
+each buyer (by email) the Account and Contact; the org's daily API usage as the newest answer
+any worker saw reported it (``magsync.sync.pacing``); and for each order a history of events:
 
 - ``received``: an event reached the pipeline (``source`` webhook or rest);
 - ``skipped_stale``: its ``updated_at`` was older than the last applied version;

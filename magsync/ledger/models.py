@@ -1,5 +1,5 @@
-"""The ledger's tables: one row per order, one per customer, each order's event history, and the
-event ids applied.
+"""The ledger's tables: one row per order, one per customer, each order's event history, the
+event ids applied, and the org's API usage.
 
 Times are naive UTC (``DateTime`` without a zone reads the same on SQLite and PostgreSQL);
 Magento's ``updated_at`` is stored as Magento writes it, to the second.
@@ -103,3 +103,22 @@ class AppliedEventRow(Base):
     event_id: Mapped[str] = mapped_column(String(EVENT_ID), primary_key=True)
     increment_id: Mapped[str] = mapped_column(String(ORDER_NUMBER))
     applied_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiUsageRow(Base):
+    """The org's daily API usage, as the newest Salesforce answer any worker saw reported it.
+
+    One row (``id`` 1, made by the migration). ``observed_at`` is when that answer arrived;
+    ``halted_since`` is set while usage is past the halt threshold (the episode's start, so it
+    is reported once); ``probe_at`` is when a call was last let through to read the usage
+    while work was paused (see ``magsync.sync.pacing``).
+    """
+
+    __tablename__ = "ledger_api_usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    used: Mapped[int | None] = mapped_column(BigInteger)
+    api_limit: Mapped[int | None] = mapped_column(BigInteger)
+    observed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    halted_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    probe_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

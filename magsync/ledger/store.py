@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy import create_engine, delete, event, func, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -27,7 +27,14 @@ from sqlalchemy.orm import sessionmaker
 from magsync.errors import RetryLater
 from magsync.ledger import migrate
 from magsync.ledger.locks import AdvisoryLocks, FileLocks
-from magsync.ledger.models import AppliedEventRow, CustomerRow, EventRow, OrderRow, utcnow
+from magsync.ledger.models import (
+    ApiUsageRow,
+    AppliedEventRow,
+    CustomerRow,
+    EventRow,
+    OrderRow,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +162,22 @@ class Applied:
     new_customer: Customer | None = None
     closed_parent: str | None = None
     api_calls: int = 0
+
+
+@dataclass(frozen=True)
+class SharedUsage:
+    """The org's API usage as the ledger keeps it (see ``ApiUsageRow``); figures None until a
+    worker shared one. Times are naive UTC."""
+
+    used: int | None = None
+    limit: int | None = None
+    observed_at: dt.datetime | None = None
+    halted_since: dt.datetime | None = None
+    probe_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, row):
+        return cls(row.used, row.api_limit, row.observed_at, row.halted_since, row.probe_at)
 
 
 @dataclass(frozen=True)
@@ -528,3 +551,56 @@ class Ledger:
                 if tries_left and isinstance(exc.__context__, IntegrityError):
                     continue
                 raise
+
+    # -- the org's API usage (``magsync.sync.pacing``), one row shared by every worker ----------
+
+    def api_usage(self):
+        """The shared ``SharedUsage``."""
+        with self._transaction() as session:
+            return SharedUsage.of(self._usage_row(session))
+
+    def share_api_usage(self, used, limit, observed_at, halt):
+        """Keep ``used`` of ``limit``, seen at ``observed_at`` (naive UTC), unless a figure seen
+        later is kept already; then follow the halt episode.
+
+        Returns ``"halted"`` when this call moved the kept usage to ``halt`` (a fraction of the
+        limit) or past it, so that its caller reports the episode; ``"resumed"`` when it moved
+        it back under; None otherwise. The row is locked for the transaction, so of processes
+        sharing at the same moment exactly one sees each change.
+        """
+        with self._transaction() as session:
+            row = self._usage_row(session, lock=True)
+            if row.observed_at is None or observed_at >= row.observed_at:
+                row.used, row.api_limit, row.observed_at = used, limit, observed_at
+            fraction = row.used / row.api_limit if row.api_limit > 0 else 1.0
+            if fraction >= halt and row.halted_since is None:
+                row.halted_since = utcnow()
+                return "halted"
+            if fraction < halt and row.halted_since is not None:
+                row.halted_since = None
+                return "resumed"
+            return None
+
+    def claim_api_probe(self, now, interval):
+        """True for the one caller (of all processes) whose claim comes ``interval`` seconds or
+        more after the last one; ``now`` is naive UTC."""
+        cutoff = now - dt.timedelta(seconds=interval)
+        with self._transaction() as session:
+            self._usage_row(session)
+            claimed = session.execute(
+                update(ApiUsageRow)
+                .where(
+                    ApiUsageRow.id == 1,
+                    or_(ApiUsageRow.probe_at.is_(None), ApiUsageRow.probe_at <= cutoff),
+                )
+                .values(probe_at=now)
+            )
+            return claimed.rowcount == 1
+
+    def _usage_row(self, session, lock=False):
+        row = session.get(ApiUsageRow, 1, with_for_update=lock)
+        if row is None:  # made by the migration; a database restored without it gets it back
+            row = ApiUsageRow(id=1)
+            session.add(row)
+            session.flush()
+        return row

@@ -7,7 +7,7 @@ task: the web process publishes ``magsync.sync_order`` by name and never imports
 
 from celery import Celery
 
-from magsync.messaging.broker import SYNC_ORDER_TASK, Topology, broker_transport_options
+from magsync.messaging.broker import Topology, broker_transport_options
 
 
 def create_celery(settings):
@@ -45,7 +45,13 @@ def create_celery(settings):
         task_default_exchange_type="topic",
         task_default_routing_key=topology.work_routing_key,
         task_create_missing_queues=False,
-        task_annotations={SYNC_ORDER_TASK: {"rate_limit": settings.salesforce_rate_limit}},
+        # Live orders are paced per Salesforce call (magsync.salesforce.pacing), not per task
+        # start. A backfill task, when magsync has one, gets a Celery rate_limit annotation here
+        # (per worker), so that a backfill cannot outrun the org's allowance.
+        task_annotations={},
+        # Remote-control commands (magsync rate-limit, Flower's) reach this namespace's workers
+        # only: Celery's default control exchange is one for the whole virtual host.
+        control_exchange=topology.namespace,
         broker_native_delayed_delivery_queue_type="quorum",
     )
     return celery

@@ -7,6 +7,10 @@ refreshes the token and sends the request once more, and a second 401 is an
 ``AuthenticationFailed``. Any other answer of 300 or more raises the outcome
 ``classify_salesforce`` gives it; a timeout or a connection failure is a ``RetryLater``.
 
+Each request waits for its turn in the process's ``Pacer`` (``magsync.salesforce.pacing``: the
+token bucket of ``SALESFORCE_RATE_LIMIT``), and each answer's ``Sforce-Limit-Info`` is handed to
+it (the org's API usage, for quota-aware pacing).
+
 The writer (``magsync.salesforce.writer``) and ``magsync check`` both call through it. It counts
 this thread's requests (``calls``) and keeps the org's last reported API usage.
 """
@@ -21,6 +25,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
 from magsync.errors import RetryLater, SessionExpired, classify_salesforce
+from magsync.salesforce import pacing
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +81,22 @@ def _body(response):
 
 
 class RestClient:
-    """Requests to the org's REST API with the process's token; thread-safe."""
+    """Requests to the org's REST API with the process's token; thread-safe.
 
-    def __init__(self, settings, tokens, session):
+    ``pacer`` paces the requests and receives the usage answers report; by default the
+    process's own (``pacing.process_pacer()``, looked up at each request).
+    """
+
+    def __init__(self, settings, tokens, session, pacer=None):
         self.settings = settings
         self.tokens = tokens
         self.session = session
+        self._pacer = pacer
         self._local = threading.local()
+
+    @property
+    def pacer(self):
+        return self._pacer or pacing.process_pacer()
 
     def data_path(self, path):
         """``path`` under the data API of the configured version (``sobjects/Account``)."""
@@ -130,6 +144,8 @@ class RestClient:
             session=self.session,
             version=self.settings.sf_api_version,
         )
+        pacer = self.pacer
+        pacer.before_call()
         self._local.calls = self.calls + 1
         answer = {}
         try:
@@ -150,11 +166,14 @@ class RestClient:
             raise RetryLater(
                 f"Salesforce unreachable: {type(exc).__name__}", reason="connection_error"
             ) from None
+        finally:
+            if answer.get("usage"):
+                pacer.observed(answer["usage"])
         return _body(response)
 
     def _remember(self, response, answer):
         answer["response"] = response
         usage = response.headers.get("Sforce-Limit-Info")
         if usage:
-            self._local.api_usage = usage
+            self._local.api_usage = answer["usage"] = usage
         return response

@@ -140,6 +140,9 @@ class Stack:
                     channel.queue_delete(queue.name)
                 for exchange in (topology.exchange, topology.dead_exchange):
                     channel.exchange_delete(exchange.name)
+                # Remote control (``control_exchange`` is the namespace).
+                for name in (f"{topology.namespace}.pidbox", f"reply.{topology.namespace}.pidbox"):
+                    channel.exchange_delete(name)
         except (OSError, *conn.connection_errors, *conn.channel_errors) as exc:
             self.echo(f"could not remove broker namespace {self.own_namespace}: {exc}")
 

@@ -5,7 +5,7 @@ import logging
 from celery import bootsteps
 
 from magsync.messaging.app import create_celery
-from magsync.worker import task
+from magsync.worker import pacing, task
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,14 @@ class DeclareTopology(bootsteps.StartStopStep):
 def create_worker_app(settings):
     """The Celery app a worker runs: ``magsync.sync_order`` registered, topology declared.
 
-    Builds nothing else: each worker process makes its own ``task.WorkerContext`` (breaker,
-    dead-letter queue, clients) from ``celery.magsync_settings`` on its first task.
+    Builds nothing else but the Salesforce call rate the pool processes will share
+    (``celery.magsync_rate``, see ``magsync.worker.pacing``, made here, before the pool forks):
+    each worker process makes its own ``task.WorkerContext`` (breaker, pacers, dead-letter
+    queue, clients) from ``celery.magsync_settings`` on its first task.
     """
     celery = create_celery(settings)
     celery.magsync_settings = settings
+    celery.magsync_rate = pacing.shared_rate(settings)
     celery.steps["consumer"].add(DeclareTopology)
     celery.task(**task.TASK_OPTIONS)(task.sync_order)
     return celery

@@ -11,9 +11,10 @@
   queue, the broker's confirm awaited, reported to Sentry once, and only then acknowledged.
   Should that publish fail, the message is rejected to the broker's own dead-lettering.
 
-While the circuit breaker is open the task is put back in the broker to wait, its retry budget
-untouched. What a process keeps between tasks (breaker, dead-letter queue, Salesforce, Magento
-and ledger clients) is its ``WorkerContext``, made on its first task.
+While the org's API usage is past the halt threshold (``magsync.sync.pacing``), or the circuit
+breaker is open, the task is put back in the broker to wait, its retry budget untouched. What a
+process keeps between tasks (breaker, pacers, dead-letter queue, Salesforce, Magento and ledger
+clients) is its ``WorkerContext``, made on its first task.
 """
 
 import functools
@@ -32,6 +33,7 @@ from magsync.messaging.dead_letters import DeadLetters
 from magsync.settings import ConfigError
 from magsync.sync import pipeline
 from magsync.sync.services import Services
+from magsync.worker import pacing
 from magsync.worker.circuit import CircuitBreaker
 from magsync.worker.decision import UnexpectedError, decide
 
@@ -71,6 +73,7 @@ class WorkerContext:
         self.dead_letters = DeadLetters(app, app.magsync_topology, settings.publish_timeout)
         self.built = None  # the pipeline's Services, once built
         self._lock = threading.Lock()
+        self.pacing = pacing.start(app, settings, self.services)
 
     @classmethod
     def of(cls, app):
@@ -129,7 +132,8 @@ def redacting(run):
 def sync_order(task, event, attempts=0, first_failed_at=None):
     """Sync the order ``event`` names; retry or dead-letter it on failure (see the module)."""
     context = WorkerContext.of(task.app)
-    wait = context.breaker.wait_time()
+    # The usage first: an order told to wait for it must not take the breaker's probe.
+    wait = context.pacing.wait_time("live") or context.breaker.wait_time()
     if wait > 0:
         raise _retry(task, math.ceil(wait), attempts=attempts, first_failed_at=first_failed_at)
     try:
