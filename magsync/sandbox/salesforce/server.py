@@ -402,6 +402,10 @@ class SandboxServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def serve(self):
         """Accept connections until ``stop_serving()``; returns promptly when told to."""
+        # A client that resets its connection between select() and accept() leaves nothing to
+        # accept: on a blocking socket accept() would then wait for the next client, and stop()
+        # with it. Non-blocking, it fails at once and the loop goes back to select().
+        self.socket.setblocking(False)
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wake_reader, selectors.EVENT_READ)
@@ -411,8 +415,9 @@ class SandboxServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
                         return
                     try:
                         request, client_address = self.get_request()
-                    except OSError:
+                    except OSError:  # BlockingIOError included
                         continue
+                    request.setblocking(True)
                     self.process_request(request, client_address)
 
     def stop_serving(self):
