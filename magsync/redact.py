@@ -29,8 +29,10 @@ REDACTED = "[redacted]"
 EMAIL = "[email]"
 PHONE = "[phone]"
 
+# "Bearer <token>" as an Authorization header writes it; not the grant name "jwt-bearer" that
+# log lines carry before their next field.
 _SECRETS = re.compile(
-    r"(?i)(bearer\s+[\w.!\-]+|(?:password|secret|token|assertion|signature)=[^&\s\"']+"
+    r"(?i)((?<![\w-])bearer\s+[\w.!\-]+|(?:password|secret|token|assertion|signature)=[^&\s\"']+"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)"
 )
 

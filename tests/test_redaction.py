@@ -121,6 +121,11 @@ def test_secrets_are_masked_by_the_same_function():
     assert alerts.mask is redact.redact
 
 
+def test_the_grant_name_is_not_taken_for_a_bearer_token():
+    line = "salesforce authentication failed grant=jwt-bearer reason=token_endpoint_unreachable"
+    assert redact.redact(line) == line
+
+
 # -- log lines and lock messages ----------------------------------------------------------------
 
 
