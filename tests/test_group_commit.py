@@ -295,6 +295,18 @@ def test_a_connection_lost_mid_flight_fails_its_requests_and_the_next_publish_re
     assert ids == ["before:t", "after:t"]
 
 
+def test_a_connection_lost_between_two_publishes_is_replaced_without_a_failure(
+    proxy, publishers, rabbitmq_url, broker_namespace
+):
+    publisher = publishers(url=proxy.url())
+    publisher.publish(event(1), "before:t")
+    proxy.set_mode("down")  # the connection is cut while idle (a broker restart, say)
+    proxy.set_mode("up")
+    publisher.publish(event(2), "after:t")  # reopened before publishing: no failure
+    assert publisher.stats()["reconnects"] == 0
+    assert queued_task_ids(f"{broker_namespace}.orders") == ["before:t", "after:t"]
+
+
 def test_no_confirm_in_time_is_a_failure_even_for_a_queued_message(
     proxy, publishers, rabbitmq_url, broker_namespace
 ):
