@@ -15,6 +15,10 @@ and kombu's JSON serialiser encodes it, so a worker consumes it exactly as one C
   ``priority`` 0;
 - body: ``[args, kwargs, embed]`` as JSON.
 
+Sentry's Celery integration adds its trace headers (``sentry-trace``, ``baggage``, ...) to what
+``send_task`` sends while Sentry is on; these messages carry none, so in Sentry a task's events
+are not linked to the web request that published it (magsync's alerts come from the workers).
+
 Most of the properties are the same for every message of a process, so their AMQP encoding is
 computed once (by py-amqp itself) and each message only encodes its task id, ``argsrepr`` and
 ``reply_to`` into it: py-amqp would otherwise encode the 19 headers of every message anew.
