@@ -120,5 +120,8 @@ class RecordingPublisher:
         self.published.append((event, task_id))
         return task_id
 
+    def publish_all(self, events):
+        return [self.publish(event, task_id) for event, task_id in events]
+
     def close(self):
         pass

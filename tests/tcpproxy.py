@@ -3,8 +3,13 @@
 ``mode`` is ``"up"`` (forward), ``"down"`` (existing connections are reset, new ones closed at
 once: a broker that went away) or ``"blackhole"`` (connections are accepted and bytes swallowed:
 a broker that stopped answering).
+
+``hold(direction)`` stops the bytes of the connections open at that moment in one direction,
+``"to_upstream"`` (a request that has not reached the server yet) or ``"to_client"`` (an answer
+that has not come back yet), until ``release()``; connections opened later flow as usual.
 """
 
+import collections
 import contextlib
 import socket
 import threading
@@ -18,6 +23,9 @@ class TcpProxy:
         self.port = self._server.getsockname()[1]
         self._pairs = set()
         self._lock = threading.Lock()
+        self._flow = threading.Condition()
+        self._held = set()  # (pair, direction)
+        self.held_bytes = collections.Counter()  # direction -> bytes waiting in the proxy
         self._closed = False
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
 
@@ -34,8 +42,22 @@ class TcpProxy:
         if mode != "up":
             self._reset_all()
 
+    def hold(self, direction):
+        assert direction in {"to_upstream", "to_client"}
+        with self._lock:
+            pairs = list(self._pairs)
+        with self._flow:
+            self._held.update((pair, direction) for pair in pairs)
+
+    def release(self):
+        with self._flow:
+            self._held.clear()
+            self.held_bytes.clear()
+            self._flow.notify_all()
+
     def close(self):
         self._closed = True
+        self.release()
         with contextlib.suppress(OSError):
             self._server.close()
         self._reset_all()
@@ -75,11 +97,13 @@ class TcpProxy:
                 threading.Thread(target=self._pump, args=(src, dst, pair), daemon=True).start()
 
     def _pump(self, src, dst, pair):
+        direction = "to_upstream" if src is pair[0] else "to_client"
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
+                self._wait_while_held(pair, direction, len(data))
                 dst.sendall(data)
         except OSError:
             pass
@@ -88,6 +112,13 @@ class TcpProxy:
                 self._pairs.discard(pair)
             _close(src)
             _close(dst)
+
+    def _wait_while_held(self, pair, direction, size):
+        with self._flow:
+            if (pair, direction) in self._held:
+                self.held_bytes[direction] += size
+            while (pair, direction) in self._held:
+                self._flow.wait()
 
 
 def _swallow(sock):

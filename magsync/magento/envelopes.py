@@ -86,10 +86,11 @@ class AdobeEnvelopeSchema(Schema):
 
 @dataclass(frozen=True)
 class Envelope:
-    """One envelope shape: its schema, the events it carries and where the order sits."""
+    """One envelope shape: its schema (an instance, shared by every request: a marshmallow
+    schema keeps no state between loads), the events it carries and where the order sits."""
 
     name: str
-    schema: type
+    schema: Schema
     events: frozenset
     order_path: tuple
     id_key: str | None = None
@@ -113,15 +114,17 @@ class Envelope:
 
 
 ENVELOPES = (
-    Envelope("seed", SeedEnvelopeSchema, frozenset({"sales_order_save_after"}), ("order",)),
+    Envelope("seed", SeedEnvelopeSchema(), frozenset({"sales_order_save_after"}), ("order",)),
     Envelope(
         "adobe",
-        AdobeEnvelopeSchema,
+        AdobeEnvelopeSchema(),
         frozenset({"com.adobe.commerce.observer.sales_order_save_after"}),
         ("data", "value"),
         id_key="id",
     ),
 )
+# Built once: instantiating a schema copies its fields, the costliest part of a webhook's check.
+_ORDER_REFERENCE = OrderReferenceSchema()
 _BY_EVENT = {event: env for env in ENVELOPES for event in env.events}
 KNOWN_EVENTS = sorted(_BY_EVENT)
 
@@ -178,12 +181,12 @@ def parse(document, body, *, max_clock_skew=DEFAULT_MAX_CLOCK_SKEW, now=None):
             {"event": [f"Unknown or missing event; expected one of: {', '.join(KNOWN_EVENTS)}."]}
         )
     try:
-        loaded = envelope.schema().load(document)
+        loaded = envelope.schema.load(document)
     except ValidationError as exc:
         raise EnvelopeError(exc.messages) from exc
     order = envelope.order_of(loaded)
     try:
-        reference = OrderReferenceSchema().load(order)
+        reference = _ORDER_REFERENCE.load(order)
     except ValidationError as exc:
         raise EnvelopeError(envelope.nest_order_errors(exc.messages)) from exc
     version = reference["updated_at"]

@@ -14,9 +14,11 @@ Names derive from ``MAGSYNC_BROKER_NAMESPACE`` (default ``magsync``):
 ``Topology.declare`` declares the dead-letter side first: RabbitMQ drops a message dead-lettered
 to an exchange that does not exist.
 
-Every publish magsync makes (an order by the web process or a replay, a dead letter by a worker)
-goes through ``publish_confirmed``: it returns once the broker confirmed the message, and any
-failure of the broker is ``BrokerUnavailable``.
+Every publish magsync makes through kombu (a replay, a dead letter by a worker, an order on a
+broker other than RabbitMQ) goes through ``publish_confirmed``: it returns once the broker
+confirmed the message, and any failure of the broker is ``BrokerUnavailable``. The web process
+publishes orders on RabbitMQ through ``group_commit.GroupCommitPublisher``, under the same
+contract, with one confirm wait for all the messages its request threads hand it at once.
 """
 
 import logging
@@ -144,8 +146,28 @@ def broker_transport_options(settings):
     return {}
 
 
+def declare_topology(celery_app, topology, timeout):
+    """Declare ``topology`` on the app's broker now; False (with a warning) when the broker
+    cannot be reached within ``timeout`` or is not RabbitMQ."""
+    if not celery_app.conf.broker_url.startswith(("amqp", "pyamqp")):
+        return False
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+            topology.declare(conn)
+    except BROKER_ERRORS as exc:
+        log.warning(
+            "broker not reachable at start-up; topology declared on first publish",
+            extra={"cause": f"{type(exc).__name__}: {exc}"},
+        )
+        return False
+    return True
+
+
 class Publisher:
-    """Publishes sync tasks and returns only once the broker confirmed them.
+    """Publishes sync tasks and returns only once the broker confirmed them, one at a time.
+
+    Any broker Celery supports; the web process uses ``GroupCommitPublisher`` on RabbitMQ.
 
     Thread-safe: each thread keeps its own connection (gunicorn threads publish in parallel),
     replaced after any failure, whose channel state is then unknown. The first publish on a new
@@ -176,19 +198,7 @@ class Publisher:
     def declare_now(self):
         """Declare the topology at start-up (best effort: a broker that is down is not fatal
         here; every new connection declares it again before its first publish)."""
-        if not self.celery.conf.broker_url.startswith(("amqp", "pyamqp")):
-            return False
-        try:
-            with self.celery.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, interval_start=0, timeout=self.timeout)
-                self.topology.declare(conn)
-        except BROKER_ERRORS as exc:
-            log.warning(
-                "broker not reachable at start-up; topology declared on first publish",
-                extra={"cause": f"{type(exc).__name__}: {exc}"},
-            )
-            return False
-        return True
+        return declare_topology(self.celery, self.topology, self.timeout)
 
     def _discard(self):
         producer = getattr(self._local, "producer", None)
@@ -226,6 +236,11 @@ class Publisher:
             self._discard()  # the connection's channel state is unknown after a failure
             raise
         return task_id
+
+    def publish_all(self, events):
+        """Enqueue each ``(event, task_id)`` in turn; returns the task ids once all are
+        confirmed, raises ``BrokerUnavailable`` at the first that is not."""
+        return [self.publish(event, task_id) for event, task_id in events]
 
     def close(self):
         """Close every connection this publisher opened."""

@@ -15,9 +15,10 @@
 4. it is JSON (415 for another content type, 400 unparseable): one event, or a batch (a JSON
    array of at most ``MAX_BATCH_EVENTS``);
 5. every event is for this I/O project (403), an order event magsync knows, with an event id (422);
-6. each event is published as its own task, the event id in its task id, and confirmed: 202 only
-   when all are; otherwise 503 with ``Retry-After``. Events published before the failure are
-   published again on Adobe's retry and skipped by the workers as repeats of their event id.
+6. each event is published as its own task, the event id in its task id, all handed to the
+   publisher together, and confirmed: 202 only when all are; otherwise 503 with
+   ``Retry-After``. Events confirmed despite the failure are published again on Adobe's retry
+   and skipped by the workers as repeats of their event id.
 """
 
 import logging
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from flask import Blueprint, current_app, jsonify, make_response, request
 
 from magsync.magento import adobe, envelopes
-from magsync.messaging.broker import BrokerUnavailable, Publisher
+from magsync.messaging.broker import BrokerUnavailable
 from magsync.web.answers import Refusal, read_body
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class AdobeIntake:
     client_id: str
     keys: adobe.KeyStore
     validator: adobe.Validator
-    publisher: Publisher
+    publisher: object  # GroupCommitPublisher or Publisher: publish_all((event, task_id), ...)
     max_clock_skew: float
 
     @classmethod
@@ -192,22 +193,18 @@ def _event(document, intake, single, body):
 
 
 def _publish(publisher, events):
-    task_ids = []
-    for event in events:
-        task_id = envelopes.task_id(event)
-        try:
-            publisher.publish(event, task_id)
-        except BrokerUnavailable as exc:
-            log.error(
-                "adobe event not enqueued: broker unavailable",
-                extra={
-                    "order": event["increment_id"],
-                    "published": len(task_ids),
-                    "events": len(events),
-                    "cause": str(exc),
-                },
-            )
-            raise Refusal(503, "broker_unavailable", "Try again later.") from None
+    """Hand every event over at once (one group commit) and return the task ids once all are
+    confirmed; ``Refusal`` 503 when any is not."""
+    deliveries = [(event, envelopes.task_id(event)) for event in events]
+    try:
+        task_ids = publisher.publish_all(deliveries)
+    except BrokerUnavailable as exc:
+        log.error(
+            "adobe events not enqueued: broker unavailable",
+            extra={"events": len(events), "cause": str(exc)},
+        )
+        raise Refusal(503, "broker_unavailable", "Try again later.") from None
+    for event, task_id in deliveries:
         log.info(
             "adobe event accepted",
             extra={
@@ -217,5 +214,4 @@ def _publish(publisher, events):
                 "task_id": task_id,
             },
         )
-        task_ids.append(task_id)
     return task_ids

@@ -11,6 +11,7 @@ from flask import Flask, jsonify
 from magsync import alerts, logs
 from magsync.messaging.app import create_celery
 from magsync.messaging.broker import Publisher
+from magsync.messaging.group_commit import GroupCommitPublisher
 from magsync.settings import ConfigError, Settings
 from magsync.web import adobe, webhook
 from magsync.web import health as ops
@@ -27,7 +28,7 @@ class Receiver:
 
     secrets: tuple = field(repr=False)
     max_body_bytes: int
-    publisher: Publisher
+    publisher: GroupCommitPublisher | Publisher
     max_clock_skew: float = 86400.0
 
 
@@ -56,7 +57,7 @@ def create_app(settings=None, *, publisher=None):
     secrets = settings.receiver_secrets()
     if _intakes_on(settings, secrets):
         if publisher is None:
-            publisher = Publisher(celery, celery.magsync_topology, settings.publish_timeout)
+            publisher = _publisher(settings, celery)
             # The dead-letter exchange must exist before anything can be dead-lettered.
             publisher.declare_now()
         app.extensions["magsync.receiver"] = Receiver(
@@ -73,6 +74,13 @@ def create_app(settings=None, *, publisher=None):
     app.register_error_handler(404, _json_error)
     app.register_error_handler(405, _json_error)
     return app
+
+
+def _publisher(settings, celery):
+    """One publisher for the process: group commit on RabbitMQ (its thread starts with the first
+    webhook, in the gunicorn worker that serves it), one message at a time on other brokers."""
+    publisher_class = GroupCommitPublisher if settings.broker_is_rabbitmq else Publisher
+    return publisher_class(celery, celery.magsync_topology, settings.publish_timeout)
 
 
 def _intakes_on(settings, secrets):

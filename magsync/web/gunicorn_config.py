@@ -4,8 +4,10 @@ The Procfile reads them through ``config/gunicorn.py``; ``magsync stack`` throug
 (``gunicorn -c python:magsync.web.gunicorn_config ...``), so it needs no checkout.
 
 Heroku-style hosts give the port in ``PORT`` and a worker count in ``WEB_CONCURRENCY``. Each
-request waits for the broker's publisher confirm, so threads (not more processes) absorb that
-latency; the receiver's own timeouts stay far below gunicorn's.
+request waits for the broker's publisher confirm, which the requests of one process waiting at
+the same time share (group commit), so threads (not more processes) absorb that latency; the
+receiver's own timeouts stay far below gunicorn's. The publisher's thread starts with the first
+request of each worker (``preload_app`` stays off: nothing is shared across the fork).
 """
 
 import os

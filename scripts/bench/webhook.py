@@ -68,27 +68,28 @@ def warm(url, body, headers, requests_=20):
                 sys.exit(f"warm-up answered {answer.status_code}: {answer.text}")
 
 
-def run(env, logs, base_app, seconds, connections, cases):
-    """``{name: wrk result}`` for each ``(name, app, path, body, headers, warm)`` in ``cases``;
-    cases of one app share one gunicorn run."""
-    results = {}
-    for app, extra in base_app:
-        proc, base = processes.start_web(
-            {**env, **extra},
-            logs,
-            threads=int(WEB["GUNICORN_THREADS"]),
-            workers=int(WEB["WEB_CONCURRENCY"]),
-            app=app,
-        )
-        try:
-            time.sleep(1.0)
-            for name, case_app, path, body, headers, warm_up in cases:
-                if case_app != app:
-                    continue
-                if warm_up:
-                    warm(base + path, body, headers)
-                results[name] = wrk(base + path, body, headers, seconds, connections)
-        finally:
+def run(env, logs, apps, seconds, connections, cases):
+    """``[(name, wrk result), ...]`` for each ``(name, app, path, body, headers, warm)`` of
+    ``cases``, in order; each app of ``apps`` (``{app: extra environment}``) runs in one gunicorn
+    for the whole run, so the cases of different apps can alternate."""
+    servers, results = {}, []
+    try:
+        for app, extra in apps.items():
+            servers[app] = processes.start_web(
+                {**env, **extra},
+                logs,
+                threads=int(WEB["GUNICORN_THREADS"]),
+                workers=int(WEB["WEB_CONCURRENCY"]),
+                app=app,
+            )
+        time.sleep(1.0)
+        for name, app, path, body, headers, warm_up in cases:
+            base = servers[app][1]
+            if warm_up:
+                warm(base + path, body, headers)
+            results.append((name, wrk(base + path, body, headers, seconds, connections)))
+    finally:
+        for proc, _ in servers.values():
             proc.stop()
     return results
 
@@ -97,7 +98,9 @@ def main():
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     connections = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     if not shutil.which("wrk"):
-        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+        sys.exit(
+            "wrk is not installed: apt-get install -y wrk (Debian, Ubuntu) or brew install wrk"
+        )
     body = json.dumps(json.loads((ROOT / "tests/fixtures/seed_webhook.json").read_text())).encode()
     seed_headers = {"X-Magento-Signature": sign(body, SECRET)}
     namespace = f"magsync-bench-{int(time.time())}"
@@ -107,6 +110,8 @@ def main():
     adobe_body, adobe_headers = adobe_delivery(key_host.adobe_keys)
     magsync = "magsync.web:create_app()"
     bare = "bare_app:create_app()"
+    seed = ("/magento/webhook", body, seed_headers)
+    adobe = ("/adobe/events", adobe_body, adobe_headers)
     try:
         env = {
             **WEB,
@@ -117,25 +122,23 @@ def main():
             "LOG_LEVEL": "WARNING",
             "GUNICORN_ACCESS_LOG": "0",
         }
+        # A-B-C-C-B-A: a rate that drifts (the queue filling, the machine's other load) weighs
+        # on every case alike.
         results = run(
             env,
             logs,
-            [(bare, {"PYTHONPATH": str(ROOT / "scripts/bench")}), (magsync, {})],
+            {bare: {"PYTHONPATH": str(ROOT / "scripts/bench")}, magsync: {}},
             seconds,
             connections,
             [
-                ("bare Flask", bare, "/magento/webhook", body, seed_headers, False),
-                # A-B-B-A in one gunicorn run: a rate that drifts as the queue fills (or as the
-                # machine's load changes) weighs on both routes alike.
-                ("adobe", magsync, "/adobe/events", adobe_body, adobe_headers, True),
-                ("magsync", magsync, "/magento/webhook", body, seed_headers, False),
-                ("magsync 2", magsync, "/magento/webhook", body, seed_headers, False),
-                ("adobe 2", magsync, "/adobe/events", adobe_body, adobe_headers, False),
+                ("bare Flask", bare, *seed, False),
+                ("magsync", magsync, *seed, False),
+                ("adobe", magsync, *adobe, True),
+                ("adobe", magsync, *adobe, False),
+                ("magsync", magsync, *seed, False),
+                ("bare Flask", bare, *seed, False),
             ],
         )
-        results = {name: result for name, result in results.items() if " 2" not in name} | {
-            name: combine(results[name], results[f"{name} 2"]) for name in ("magsync", "adobe")
-        }
         queued = queue_depth(BROKER, f"{namespace}.orders")
     finally:
         delete_namespace(BROKER, namespace)
@@ -143,39 +146,30 @@ def main():
     report(results, queued, seconds, connections)
 
 
-def combine(first, second):
-    """Two wrk runs as one: mean rate, summed counts, the worse p99."""
-    p99 = max(first[3], second[3], key=_milliseconds)
-    return (first[0] + second[0]) / 2, first[1] + second[1], first[2] + second[2], p99
-
-
-def _milliseconds(text):
-    value = float(re.match(r"[\d.]+", text).group(0))
-    return value * {"us": 0.001, "ms": 1, "s": 1000}[re.search(r"[a-z]+$", text).group(0)]
-
-
 def report(results, queued, seconds, connections):
-    bare, magsync, adobe = results["bare Flask"], results["magsync"], results["adobe"]
     print(
         f"load: wrk -t2 -c{connections} -d{seconds}s, gunicorn gthread "
         f"{WEB['WEB_CONCURRENCY']} processes x {WEB['GUNICORN_THREADS']} threads"
     )
     labels = {
         "bare Flask": "bare Flask",
-        "magsync": "magsync /magento/webhook (2 runs)",
-        "adobe": "magsync /adobe/events (2 runs, warm key cache)",
+        "magsync": "magsync /magento/webhook",
+        "adobe": "magsync /adobe/events (warm key cache)",
     }
-    for name, (rate, total, non2xx, p99) in results.items():
+    for name, (rate, total, non2xx, p99) in results:
         print(
-            f"{labels[name]:>46}: {rate:8.1f} req/s  {total} requests  non-2xx {non2xx}  p99 {p99}"
+            f"{labels[name]:>40}: {rate:8.1f} req/s  {total} requests  non-2xx {non2xx}  p99 {p99}"
         )
-    # 20 warm-up requests were published before the measured Adobe run.
-    accepted = magsync[1] - magsync[2] + adobe[1] - adobe[2] + 20
+    runs = {name: [r for n, r in results if n == name] for name in labels}
+    mean = {name: sum(r[0] for r in rs) / len(rs) for name, rs in runs.items()}
+    print("means: " + ", ".join(f"{labels[name]} {rate:.1f} req/s" for name, rate in mean.items()))
+    # 20 warm-up requests were published before the measured Adobe runs.
+    accepted = sum(r[1] - r[2] for name in ("magsync", "adobe") for r in runs[name]) + 20
     # wrk stops counting at the deadline while the server finishes requests in flight, so the
     # queue may hold a few more messages than wrk saw 202s; never fewer.
     print(f"messages in queue: {queued} for {accepted} answers 202 (wrk and warm-up)")
-    print(f"ratio magsync / bare: {magsync[0] / bare[0]:.2f}")
-    print(f"ratio /adobe/events / /magento/webhook: {adobe[0] / magsync[0]:.2f}")
+    print(f"ratio magsync / bare: {mean['magsync'] / mean['bare Flask']:.2f}")
+    print(f"ratio /adobe/events / /magento/webhook: {mean['adobe'] / mean['magsync']:.2f}")
     if queued < accepted:
         sys.exit("MISMATCH: a 202 without a queued message")
 
