@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, delete, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 
 from magsync.errors import RetryLater
@@ -155,6 +156,7 @@ class Applied:
     new_customer: Customer | None = None
     closed_parent: str | None = None
     api_calls: int = 0
+    batch: int | None = None  # orders that shared the calls, when written in a batch
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,9 @@ class Ledger:
     def _guard(self):
         try:
             yield
+        except PoolTimeout:
+            # Every pooled connection stayed busy for the pool's timeout: the order waits.
+            raise LedgerUnavailable("no ledger database connection was free in time") from None
         except DBAPIError as exc:
             orig = exc.orig
             message = str(orig).strip().splitlines()[0][:200] if orig is not None else ""
@@ -282,6 +287,28 @@ class Ledger:
         with self._transaction() as session:
             row = session.get(OrderRow, increment_id)
             return OrderState.of(row) if row is not None else None
+
+    def orders(self, increment_ids):
+        """``{increment_id: OrderState}`` of the orders the ledger has seen, in one query."""
+        numbers = sorted(set(increment_ids))
+        if not numbers:
+            return {}
+        with self._transaction() as session:
+            rows = session.scalars(select(OrderRow).where(OrderRow.increment_id.in_(numbers)))
+            return {row.increment_id: OrderState.of(row) for row in rows}
+
+    def customers(self, emails):
+        """``{email: Customer}`` of the buyers the ledger knows (``email`` lower-cased)."""
+        keys = sorted(set(emails))
+        if not keys:
+            return {}
+        with self._transaction() as session:
+            rows = session.scalars(select(CustomerRow).where(CustomerRow.email.in_(keys)))
+            return {
+                row.email: Customer(row.email, row.account_id, row.contact_id)
+                for row in rows
+                if row.contact_id
+            }
 
     def customer(self, email):
         """The cached Account and Contact of a buyer (``email`` lower-cased), or None."""
@@ -362,105 +389,165 @@ class Ledger:
                 )
             )
 
+    def _preload(self, session, increment_ids):
+        # One query puts the rows in the session's identity map; ``_row`` then finds them there.
+        numbers = sorted(set(increment_ids))
+        if numbers:
+            session.scalars(select(OrderRow).where(OrderRow.increment_id.in_(numbers))).all()
+
+    def _received(self, session, version):
+        self._event(
+            session,
+            version.increment_id,
+            "received",
+            version,
+            source=version.source,
+            event_id=version.event_id,
+        )
+
     def skip(self, version, reason):
         """Record a received event that changes nothing: ``stale`` or ``unchanged``.
 
         An unchanged version newer than the last applied one becomes the last applied one (what
         Salesforce holds is already that version), so older versions that arrive later are stale.
         """
+        self.skip_many([(version, reason)])
+
+    def skip_many(self, skips):
+        """``skip`` for each ``(version, reason)``, in one transaction."""
         with self._transaction() as session:
-            row = self._row(session, version.increment_id, version)
-            self._event(
-                session,
-                version.increment_id,
-                "received",
-                version,
-                source=version.source,
-                event_id=version.event_id,
-            )
-            self._event(session, version.increment_id, f"skipped_{reason}", version)
-            self._remember_event(session, version)
-            updated_at = naive_utc(version.updated_at)
-            if reason == "unchanged" and row.updated_at is not None and updated_at > row.updated_at:
-                row.updated_at = updated_at
-                row.state = version.state
-            if row.updated_at is not None and row.apply_started_at is None:
-                row.status = "synced"
+            self._preload(session, [version.increment_id for version, _ in skips])
+            for version, reason in skips:
+                self._skip(session, version, reason)
+
+    def _skip(self, session, version, reason):
+        row = self._row(session, version.increment_id, version)
+        self._received(session, version)
+        self._event(session, version.increment_id, f"skipped_{reason}", version)
+        self._remember_event(session, version)
+        updated_at = naive_utc(version.updated_at)
+        if reason == "unchanged" and row.updated_at is not None and updated_at > row.updated_at:
+            row.updated_at = updated_at
+            row.state = version.state
+        if row.updated_at is not None and row.apply_started_at is None:
+            row.status = "synced"
+
+    def supersede(self, superseded):
+        """Record events a newer version of their order replaced in one batch: for each
+        ``(version, newer)``, ``received`` and ``skipped_superseded`` (naming the newer
+        version's ``updated_at``), in one transaction. Call once the newer one is recorded."""
+        with self._transaction() as session:
+            for version, newer in superseded:
+                self._received(session, version)
+                self._event(
+                    session,
+                    version.increment_id,
+                    "skipped_superseded",
+                    version,
+                    superseded_by=naive_utc(newer.updated_at),
+                )
+                self._remember_event(session, version)
 
     def begin(self, version):
         """Record a received event about to be written: the write is in doubt until ``applied``.
 
         Returns the attempt number of this version (1 the first time it is tried).
         """
+        return self.begin_many([version])[version.increment_id]
+
+    def begin_many(self, versions):
+        """``begin`` for each version (one per order), in one transaction; ``{increment_id:
+        attempt}``."""
         with self._transaction() as session:
-            row = self._row(session, version.increment_id, version)
-            self._event(
-                session,
-                version.increment_id,
-                "received",
-                version,
-                source=version.source,
-                event_id=version.event_id,
-            )
-            same_version = row.pending_hash == version.payload_hash and (
-                row.pending_updated_at == naive_utc(version.updated_at)
-            )
-            row.attempts = (row.attempts or 0) + 1 if same_version else 1
-            row.pending_updated_at = naive_utc(version.updated_at)
-            row.pending_hash = version.payload_hash
-            row.apply_started_at = utcnow()
-            row.status = "applying"
-            return row.attempts
+            self._preload(session, [version.increment_id for version in versions])
+            return {version.increment_id: self._begin(session, version) for version in versions}
+
+    def _begin(self, session, version):
+        row = self._row(session, version.increment_id, version)
+        self._received(session, version)
+        same_version = row.pending_hash == version.payload_hash and (
+            row.pending_updated_at == naive_utc(version.updated_at)
+        )
+        row.attempts = (row.attempts or 0) + 1 if same_version else 1
+        row.pending_updated_at = naive_utc(version.updated_at)
+        row.pending_hash = version.payload_hash
+        row.apply_started_at = utcnow()
+        row.status = "applying"
+        return row.attempts
 
     def applied(self, version, applied):
         """Record what Salesforce confirmed, with the customer and parent it touched."""
-        now = utcnow()
+        self.applied_many([(version, applied)])
+
+    def applied_many(self, writes):
+        """``applied`` for each ``(version, applied)``, in one transaction."""
         with self._transaction() as session:
-            row = self._row(session, version.increment_id, version)
-            row.updated_at = naive_utc(version.updated_at)
-            row.payload_hash = version.payload_hash
-            row.state = version.state
-            row.stage = applied.stage
-            row.sobject = applied.sobject
-            row.record_id = applied.record_id
-            row.account_id = applied.account_id
-            row.contact_id = applied.contact_id
-            row.contact_role_id = applied.contact_role_id
-            row.status = "synced"
-            row.last_error = None
-            row.pending_updated_at = row.pending_hash = row.apply_started_at = None
-            row.synced_at = now
-            self._remember_event(session, version)
+            numbers = [version.increment_id for version, _ in writes]
+            parents = [applied.closed_parent for _, applied in writes if applied.closed_parent]
+            self._preload(session, numbers + parents)
+            for version, applied in writes:
+                self._applied(session, version, applied)
+
+    def _applied(self, session, version, applied):
+        row = self._row(session, version.increment_id, version)
+        row.updated_at = naive_utc(version.updated_at)
+        row.payload_hash = version.payload_hash
+        row.state = version.state
+        row.stage = applied.stage
+        row.sobject = applied.sobject
+        row.record_id = applied.record_id
+        row.account_id = applied.account_id
+        row.contact_id = applied.contact_id
+        row.contact_role_id = applied.contact_role_id
+        row.status = "synced"
+        row.last_error = None
+        row.pending_updated_at = row.pending_hash = row.apply_started_at = None
+        row.synced_at = utcnow()
+        self._remember_event(session, version)
+        self._event(
+            session,
+            version.increment_id,
+            "synced",
+            version,
+            record_id=applied.record_id,
+            sobject=applied.sobject,
+            created=applied.created,
+            stage=applied.stage,
+            account_id=applied.account_id,
+            contact_id=applied.contact_id,
+            api_calls=applied.api_calls,
+            batch=applied.batch,
+        )
+        if applied.new_customer is not None:
+            self._customer(session, applied.new_customer)
+        if applied.closed_parent:
+            parent = self._row(session, applied.closed_parent)
+            parent.replaced_by = version.increment_id
             self._event(
                 session,
-                version.increment_id,
-                "synced",
-                version,
-                record_id=applied.record_id,
-                sobject=applied.sobject,
-                created=applied.created,
-                stage=applied.stage,
-                account_id=applied.account_id,
-                contact_id=applied.contact_id,
-                api_calls=applied.api_calls,
+                applied.closed_parent,
+                "replaced",
+                record_id=parent.record_id,
+                replaced_by=version.increment_id,
             )
-            if applied.new_customer is not None:
-                customer = session.get(CustomerRow, applied.new_customer.email)
-                if customer is None:
-                    customer = CustomerRow(email=applied.new_customer.email)
-                    session.add(customer)
-                customer.account_id = applied.new_customer.account_id
-                customer.contact_id = applied.new_customer.contact_id
-            if applied.closed_parent:
-                parent = self._row(session, applied.closed_parent)
-                parent.replaced_by = version.increment_id
-                self._event(
-                    session,
-                    applied.closed_parent,
-                    "replaced",
-                    record_id=parent.record_id,
-                    replaced_by=version.increment_id,
-                )
+
+    def _customer(self, session, customer):
+        row = session.get(CustomerRow, customer.email)
+        if row is None:
+            row = CustomerRow(email=customer.email)
+            session.add(row)
+        row.account_id = customer.account_id
+        row.contact_id = customer.contact_id
+
+    def remember_customers(self, customers):
+        """Record the Account and Contact of each ``Customer`` (Salesforce confirmed them)."""
+        if not customers:
+            return
+        with self._transaction() as session:
+            emails = sorted({customer.email for customer in customers})
+            session.scalars(select(CustomerRow).where(CustomerRow.email.in_(emails))).all()
+            for customer in customers:
+                self._customer(session, customer)
 
     def skip_duplicate(self, increment_id, event_id):
         """Record an event skipped because its id was applied already (a redelivery)."""
