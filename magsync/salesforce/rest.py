@@ -8,7 +8,10 @@ refreshes the token and sends the request once more, and a second 401 is an
 ``classify_salesforce`` gives it; a timeout or a connection failure is a ``RetryLater``.
 
 The writer (``magsync.salesforce.writer``) and ``magsync check`` both call through it. It counts
-this thread's requests (``calls``) and keeps the org's last reported API usage.
+this thread's requests (``calls``) and keeps the org's last reported API usage. At most
+``MAGSYNC_SALESFORCE_CONCURRENCY`` requests of one client are in flight at once, so the org sees
+few concurrent requests from a worker process however many orders it holds; a request that finds
+no free slot within ``SALESFORCE_TIMEOUT`` seconds is a ``RetryLater`` (``salesforce_busy``).
 """
 
 import json
@@ -83,6 +86,7 @@ class RestClient:
         self.tokens = tokens
         self.session = session
         self._local = threading.local()
+        self._slots = threading.BoundedSemaphore(settings.salesforce_concurrency)
 
     def data_path(self, path):
         """``path`` under the data API of the configured version (``sobjects/Account``)."""
@@ -130,6 +134,18 @@ class RestClient:
             session=self.session,
             version=self.settings.sf_api_version,
         )
+        if not self._slots.acquire(timeout=self.settings.sf_timeout):
+            raise RetryLater(
+                "no Salesforce request slot of this process became free in time",
+                reason="salesforce_busy",
+                system="magsync",
+            )
+        try:
+            return self._request(client, token, method, path, document)
+        finally:
+            self._slots.release()
+
+    def _request(self, client, token, method, path, document):
         self._local.calls = self.calls + 1
         answer = {}
         try:
