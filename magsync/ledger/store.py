@@ -14,6 +14,7 @@ write while another process was writing.
 import datetime as dt
 import json
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -190,7 +191,11 @@ def describe_error(error):
 
 
 class Ledger:
-    """The sync ledger of one process. Connects lazily; ``close()`` disposes of the engine."""
+    """The sync ledger of one process. Connects lazily; ``close()`` disposes of the engine.
+
+    Thread-safe: the threads of a worker share one engine (one connection pool) and one lock
+    manager, made by the first that needs them.
+    """
 
     def __init__(self, settings, clock=time.monotonic):
         self.settings = settings
@@ -201,14 +206,19 @@ class Ledger:
         self._ready = False
         self._clock = clock
         self._next_prune = None
+        self._making = threading.RLock()
 
     # -- plumbing -------------------------------------------------------------------------------
 
     @property
     def engine(self):
         if self._engine is None:
-            self._engine = create_ledger_engine(self.url)
-            self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+            with self._making:
+                if self._engine is None:
+                    self._sessions = sessionmaker(expire_on_commit=False)
+                    engine = create_ledger_engine(self.url)
+                    self._sessions.configure(bind=engine)
+                    self._engine = engine
         return self._engine
 
     @property
@@ -251,7 +261,9 @@ class Ledger:
         """
         if self._ready:
             return
-        with self._guard():
+        with self._making, self._guard():
+            if self._ready:
+                return
             with self.engine.connect() as connection:
                 current = migrate.current_revision(connection)
                 connection.rollback()
@@ -270,13 +282,14 @@ class Ledger:
     @contextmanager
     def locks(self):
         """A lock session (see ``magsync.ledger.locks``)."""
-        if self._locks is None:
-            path = sqlite_path(self.url)
-            timeout = self.settings.lock_timeout
-            if path is not None:
-                self._locks = FileLocks(f"{path}.locks", timeout)
-            else:
-                self._locks = AdvisoryLocks(self.engine, timeout)
+        with self._making:
+            if self._locks is None:
+                path = sqlite_path(self.url)
+                timeout = self.settings.lock_timeout
+                if path is not None:
+                    self._locks = FileLocks(f"{path}.locks", timeout)
+                else:
+                    self._locks = AdvisoryLocks(self.engine, timeout)
         with self._guard(), self._locks.session() as session:
             yield session
 
@@ -354,10 +367,16 @@ class Ledger:
     # -- writes (each under the order's lock, except ``note``) ---------------------------------
 
     def _row(self, session, increment_id, version=None):
-        row = session.get(OrderRow, increment_id)
+        rows = session.info.get("preloaded")
+        if rows is not None and increment_id in rows:
+            row = rows[increment_id]
+        else:
+            row = session.get(OrderRow, increment_id)
         if row is None:
             row = OrderRow(increment_id=increment_id, status="received", attempts=0)
             session.add(row)
+            if rows is not None:
+                rows[increment_id] = row
         if version is not None:
             row.entity_id = version.entity_id
             row.store_id = version.store_id
@@ -390,10 +409,14 @@ class Ledger:
             )
 
     def _preload(self, session, increment_ids):
-        # One query puts the rows in the session's identity map; ``_row`` then finds them there.
+        # One query for a batch's rows, instead of one per order; ``_row`` finds them (or knows
+        # they are new) in ``session.info``.
         numbers = sorted(set(increment_ids))
+        rows = dict.fromkeys(numbers)
         if numbers:
-            session.scalars(select(OrderRow).where(OrderRow.increment_id.in_(numbers))).all()
+            query = select(OrderRow).where(OrderRow.increment_id.in_(numbers))
+            rows.update({row.increment_id: row for row in session.scalars(query)})
+        session.info["preloaded"] = rows
 
     def _received(self, session, version):
         self._event(
