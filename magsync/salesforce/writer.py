@@ -54,6 +54,14 @@ class Subrequest:
         return cls(reference_id, "PATCH", _upsert_path(record), record.body())
 
     @classmethod
+    def upsert_many(cls, reference_id, records):
+        """A Collections upsert of ``records`` (one object and external-id field, at most 200),
+        each on its own."""
+        first = records[0]
+        path = f"composite/sobjects/{first.sobject}/{first.external_id_field}"
+        return cls(reference_id, "PATCH", path, _collection(records, False))
+
+    @classmethod
     def create_many(cls, reference_id, records, all_or_none=False):
         """A Collections create of ``records`` (``NewRecord``, at most 200)."""
         return cls(reference_id, "POST", "composite/sobjects", _collection(records, all_or_none))

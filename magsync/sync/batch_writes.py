@@ -8,10 +8,12 @@ order meets. In order:
 2. Buyers: from the order's ledger row or the ledger's customers; the others under their
    customer locks, through ``buyers.resolve_buyers`` (one SOQL query per chunk of emails, one
    Composite call per 200 buyers Salesforce lacks), and remembered in the ledger at once.
-3. Opportunities: one Collections upsert by order number, each linked to its buyer's Account.
-4. Contact roles the ledger does not know: those an earlier attempt may have created (an order
-   in doubt whose buyer's Contact existed) are looked up (one SOQL query per chunk), the others
-   created (one Collections create).
+3. Opportunities: one Collections upsert by order number, each linked to its buyer's Account,
+   in one Composite call with the Collections create of their new contact roles (which refer to
+   the upsert's results); should that create fail as a whole (an Opportunity it refers to was
+   refused), the roles are created by a call of their own.
+4. Contact roles the ledger does not know and an earlier attempt may have created (an order in
+   doubt whose buyer's Contact existed): looked up (one SOQL query per chunk), created if absent.
 5. The Opportunities of the orders edits replaced: closed (one Collections update).
 
 Each call carries up to 200 records (more make more calls). A record Salesforce refuses fails
@@ -25,12 +27,13 @@ import copy
 import logging
 from dataclasses import dataclass
 
-from magsync.errors import DeadLetter, RetryLater, SyncError
+from magsync.errors import DeadLetter, RetryLater, SyncError, classify_salesforce
 from magsync.ledger import Applied, LockName
 from magsync.mapping.common import customer_key
 from magsync.mapping.customer import contact_role_record
 from magsync.mapping.opportunity import with_account
 from magsync.salesforce.lookups import find_contact_roles, role_of
+from magsync.salesforce.writer import Subrequest, record_results, reference
 from magsync.sync.buyers import resolve_buyers
 from magsync.sync.writes import STALE_REFERENCES, closing_for
 
@@ -100,8 +103,7 @@ def write(plans, parents, services, locks):
     if opportunities:
         _buyers(opportunities, services, locks)
         live = _open(opportunities)
-        records = [with_account(plan.record, plan.buyer.account_id) for plan in live]
-        _upsert(live, records, services.writer)
+        _upsert_with_roles(live, services)
         _forget_refused_buyers(live, services.ledger)
         _roles(_open(live), services)
         _forget_refused_buyers(live, services.ledger)
@@ -118,6 +120,58 @@ def _upsert(plans, records, writer):
     except SyncError as exc:
         fail(plans, exc)
         return
+    _take_results(plans, results)
+
+
+def _upsert_with_roles(plans, services):
+    """Upsert the Opportunities and create the roles known to be new, in one Composite call."""
+    records = [with_account(plan.record, plan.buyer.account_id) for plan in plans]
+    for plan in plans:
+        _known_role(plan)
+    eager = [
+        (index, plan)
+        for index, plan in enumerate(plans)
+        if plan.role_id is None and not _doubtful(plan)
+    ]
+    if len(plans) == 1 or not eager:
+        _upsert(plans, records, services.writer)
+        return
+    roles = [
+        contact_role_record(
+            plan.order,
+            services.settings,
+            reference(f"opportunities[{index}]"),
+            plan.buyer.contact_id,
+        )
+        for index, plan in eager
+    ]
+    subrequests = [
+        Subrequest.upsert_many("opportunities", records),
+        Subrequest.create_many("roles", roles),
+    ]
+    try:
+        upserted, created = services.writer.composite_each(subrequests)
+    except SyncError as exc:
+        fail(plans, exc)
+        return
+    if not upserted.ok or not isinstance(upserted.body, list):
+        fail(plans, classify_salesforce(upserted.status, upserted.body))
+        return
+    _take_results(plans, record_results(records, upserted.body))
+    if created.ok and isinstance(created.body, list):
+        eager_plans = [plan for _, plan in eager]
+        for plan, result in zip(eager_plans, record_results(roles, created.body), strict=True):
+            if not plan.open:
+                continue
+            if result.ok:
+                plan.role_id = result.id
+            else:
+                plan.outcome = result.error
+    # Otherwise no role was made (a reference to a refused Opportunity fails the whole
+    # subrequest): ``_roles`` creates them.
+
+
+def _take_results(plans, results):
     for plan, result in zip(plans, results, strict=True):
         if result.ok:
             plan.written = result
@@ -227,19 +281,23 @@ def _forget_refused_buyers(plans, ledger):
 # -- contact roles and edits --------------------------------------------------------------------
 
 
+def _known_role(plan):
+    """The role the ledger knows for the order and its buyer, when it does."""
+    state = plan.state
+    if state is not None and state.contact_role_id and state.contact_id == plan.buyer.contact_id:
+        plan.role_id = state.contact_role_id
+
+
+def _doubtful(plan):
+    # An earlier attempt may have created the role before its worker died.
+    return plan.state is not None and plan.state.in_doubt and plan.buyer.existing
+
+
 def _roles(plans, services):
-    """Find or create each order's contact role (see the module)."""
-    need = []
+    """Find or create each order's contact role still unknown (see the module)."""
     for plan in plans:
-        state = plan.state
-        if (
-            state is not None
-            and state.contact_role_id
-            and state.contact_id == plan.buyer.contact_id
-        ):
-            plan.role_id = state.contact_role_id
-        else:
-            need.append(plan)
+        _known_role(plan)
+    need = [plan for plan in plans if plan.role_id is None]
     _roles_in_doubt(need, services.writer)
     create = [plan for plan in need if plan.open and plan.role_id is None]
     if not create:
@@ -261,8 +319,7 @@ def _roles(plans, services):
 
 
 def _roles_in_doubt(plans, writer):
-    # An earlier attempt may have created the role before its worker died.
-    doubtful = [p for p in plans if p.state is not None and p.state.in_doubt and p.buyer.existing]
+    doubtful = [plan for plan in plans if _doubtful(plan)]
     if not doubtful:
         return
     try:
