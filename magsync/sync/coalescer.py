@@ -3,10 +3,17 @@
 Each task of a coalescing worker (``MAGSYNC_BATCH_SIZE`` > 1, Celery's thread pool) prepares its
 order (``pipeline.prepare``: the fresh read from Magento, validation, the duplicate check), hands
 it to the process's ``Coalescer`` and waits for its own outcome. The coalescer sends what is
-pending as one batch (``magsync.sync.batch.write_batch``) as soon as ``MAGSYNC_BATCH_SIZE``
-orders wait, or ``MAGSYNC_BATCH_LINGER_MS`` after the oldest of them arrived, on one of
+pending as one batch (``magsync.sync.batch.write_batch``) on one of
 ``MAGSYNC_SALESFORCE_CONCURRENCY`` flusher threads (so a process has that many batches, and
-Salesforce calls, in flight at most). Each task returns its own order's outcome: it acks only
+Salesforce calls, in flight at most):
+
+- as soon as ``MAGSYNC_BATCH_SIZE`` orders wait;
+- else ``MAGSYNC_BATCH_LINGER_MS`` after the oldest of them arrived, when no other batch of the
+  process is being written: an order that comes alone waits that long and no more;
+- while another batch is being written, once it ends (group commit: a call costs the same for
+  one order or two hundred, so what arrives meanwhile goes together), or ``BEHIND_LIMIT``
+  seconds after the oldest arrived, whichever comes first.
+ Each task returns its own order's outcome: it acks only
 once its own record was confirmed and recorded, and a record-level failure retries or
 dead-letters that order only (the task shell decides, as without coalescing).
 
@@ -31,6 +38,9 @@ from magsync.sync.batch import write_batch
 log = logging.getLogger(__name__)
 
 WAITING, TAKEN, ABANDONED = "waiting", "taken", "abandoned"
+# Seconds the oldest pending order waits at most behind a batch being written (it waits no
+# more than the linger when none is).
+BEHIND_LIMIT = 1.0
 
 
 def sync_coalesced(event, services, coalescer):
@@ -80,6 +90,7 @@ class Coalescer:
         self._pending = collections.deque()
         self._condition = threading.Condition()
         self._threads = []
+        self._writing = 0  # batches being written
         self._closed = False
 
     def submit(self, prepared):
@@ -137,16 +148,21 @@ class Coalescer:
             batch = self._take()
             if batch is None:
                 return
-            self._flush(batch)
+            try:
+                self._flush(batch)
+            finally:
+                with self._condition:
+                    self._writing -= 1
+                    self._condition.notify_all()
 
     def _take(self):
-        """The next batch, once it is full or its oldest order has lingered; None when closed."""
+        """The next batch, when it is due (see the module); None when closed."""
         with self._condition:
             while not self._closed:
                 if not self._pending:
                     self._condition.wait()
                     continue
-                wait = self._pending[0].arrived + self.linger - self._clock()
+                wait = self._due(self._pending[0].arrived) - self._clock()
                 if len(self._pending) < self.size and wait > 0:
                     self._condition.wait(wait)
                     continue
@@ -154,8 +170,15 @@ class Coalescer:
                 batch = [self._pending.popleft() for _ in range(count)]
                 for item in batch:
                     item.state = TAKEN
+                self._writing += 1
                 return batch
             return None
+
+    def _due(self, arrived):
+        """When a batch that is not full goes, its oldest order having ``arrived``."""
+        if self._writing:
+            return arrived + max(self.linger, BEHIND_LIMIT)
+        return arrived + self.linger
 
     def _flush(self, batch):
         outcomes = [None] * len(batch)
