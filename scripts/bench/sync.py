@@ -17,7 +17,7 @@ from magsync.sandbox.magento import SandboxStore  # noqa: E402
 from magsync.sandbox.salesforce import SandboxOrg  # noqa: E402
 from magsync.settings import Settings  # noqa: E402
 from tests import processes  # noqa: E402
-from tests.helpers import delete_namespace  # noqa: E402
+from tests.helpers import delete_namespace, queue_depth  # noqa: E402
 
 BROKER = os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 SECRET = "bench-sync-secret"  # noqa: S105 - the benchmark's own throwaway webhook secret
@@ -61,25 +61,36 @@ class Stack:
             workers=2,
         )
         self.processes.append(web)
+        rest = {} if args.payload else self.store.settings()
         self.worker_env = {
             **common,
             **self.org.settings(),
-            **self.store.settings(),
+            **rest,
             "DATABASE_URL": f"sqlite:///{folder / 'ledger.db'}",
             # Celery's task-start limit is not what is measured here; both modes lift it.
             "SALESFORCE_RATE_LIMIT": "100000/s",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": "INFO",  # the worker says " ready." at INFO
             **env,
         }
         settings = Settings.from_env(self.worker_env)
-        for n in range(args.workers):
-            self.processes.append(
-                processes.start_worker(
-                    self.worker_env, folder, name=f"w{n}", concurrency=settings.worker_pool_size
-                )
-            )
+        self.workers = []
+        self.start_workers()
         self.ledger = Ledger(settings)
         self.ledger.ready()
+
+    def start_workers(self):
+        pool = Settings.from_env(self.worker_env).worker_pool_size
+        for n in range(self.args.workers):
+            name = f"w{n}-{len(self.workers)}"
+            worker = processes.start_worker(self.worker_env, self.folder, name, concurrency=pool)
+            self.workers.append(worker)
+            self.processes.append(worker)
+
+    def stop_workers(self):
+        for worker in self.workers:
+            worker.stop()
+            self.processes.remove(worker)
+        self.workers = []
 
     def known_buyers(self, count):
         """Give Salesforce the first ``count`` buyers (Account and Contact), not the ledger."""
@@ -140,6 +151,24 @@ def trickle(stack, args):
     return latencies
 
 
+def drain(stack, args):
+    """Orders/s of workers that start with ``args.drain`` orders waiting in RabbitMQ."""
+    stack.stop_workers()
+    before = stack.synced()
+    for n in range(args.drain):
+        stack.store.place_order(**buyer(n % args.buyers))
+    queue = f"{stack.namespace}.orders"
+    deadline = time.monotonic() + args.timeout
+    while queue_depth(BROKER, queue) < args.drain:
+        if time.monotonic() > deadline:
+            sys.exit(f"{stack.name}: the orders did not all reach the queue")
+        time.sleep(0.2)
+    stack.start_workers()
+    started = time.monotonic()
+    stack.wait_synced(before + args.drain, args.timeout)
+    return args.drain / (time.monotonic() - started)
+
+
 def percentile(values, share):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -158,7 +187,11 @@ def run_mode(name, env, args, folder):
         latencies = trickle(stack, args)
         p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
         print(f"{name}: trickle of {args.trickle}: p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms")
-        return {"rate": rate, "calls": per_order, "p50": p50, "p99": p99}
+        figures = {"rate": rate, "calls": per_order, "p50": p50, "p99": p99}
+        if args.drain:
+            figures["drain"] = drain(stack, args)
+            print(f"{name}: {args.drain} orders waiting in RabbitMQ: {figures['drain']:.1f}/s")
+        return figures
     finally:
         stack.close()
 
@@ -166,11 +199,12 @@ def run_mode(name, env, args, folder):
 def report(results, args):
     base, coalesced = results["one order per call"], results["coalesced"]
     print()
+    source = "mapping the webhook's payload" if args.payload else "reading each order's REST"
     print(
         f"burst: {args.orders} orders from {args.buyers} buyers (half known to Salesforce), "
         f"webhooks from the sandbox store through gunicorn (2 x 8 threads), {args.workers} "
-        f"worker(s) reading each order from the store's REST API, org latency "
-        f"{args.latency:g} ms; trickle: {args.trickle} orders one at a time"
+        f"worker dyno(s) ({source}), org latency {args.latency:g} ms; trickle: {args.trickle} "
+        "orders one at a time"
     )
     print(f"{'':28}{'one order per call':>20}{'coalesced':>12}{'ratio':>9}")
     print(
@@ -178,6 +212,11 @@ def report(results, args):
         f"{coalesced['rate'] / base['rate']:>8.1f}x"
     )
     print(f"{'burst API calls per order':28}{base['calls']:>20.4f}{coalesced['calls']:>12.4f}")
+    if args.drain:
+        print(
+            f"{'drain orders/s (sync only)':28}{base['drain']:>20.1f}{coalesced['drain']:>12.1f}"
+            f"{coalesced['drain'] / base['drain']:>8.1f}x"
+        )
     for key in ("p50", "p99"):
         print(
             f"{'trickle ' + key + ' webhook->record':28}{base[key] * 1000:>17.0f} ms"
@@ -199,9 +238,20 @@ def main():
     parser.add_argument("buyers", type=int, nargs="?", default=1000)
     parser.add_argument("--trickle", type=int, default=100, help="orders one at a time")
     parser.add_argument("--pause", type=float, default=0.1, help="seconds between them")
-    parser.add_argument("--workers", type=int, default=2, help="magsync worker processes")
+    parser.add_argument("--workers", type=int, default=1, help="magsync worker dynos")
+    parser.add_argument(
+        "--payload",
+        action="store_true",
+        help="workers map the webhook's payload instead of reading each order from the store",
+    )
     parser.add_argument("--latency", type=float, default=150.0, help="ms per Salesforce call")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds for a burst")
+    parser.add_argument(
+        "--drain",
+        type=int,
+        default=0,
+        help="also time workers that start with this many orders waiting in RabbitMQ",
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="magsync-bench-sync-"))
     print(f"logs in {folder}")
