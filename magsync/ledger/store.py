@@ -590,9 +590,10 @@ class Ledger:
         """``prune_events`` at most once per ``PRUNE_INTERVAL`` in this process (the first call
         prunes); returns how many were forgotten (None when not due)."""
         now = self._clock()
-        if self._next_prune is not None and now < self._next_prune:
-            return None
-        self._next_prune = now + PRUNE_INTERVAL
+        with self._making:  # one thread of the process prunes, the others go on
+            if self._next_prune is not None and now < self._next_prune:
+                return None
+            self._next_prune = now + PRUNE_INTERVAL
         return self.prune_events()
 
     def forget_customer(self, email):
