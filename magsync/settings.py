@@ -54,6 +54,21 @@ def _positive_float(raw):
     return value
 
 
+def _batch_size(raw):
+    """Orders per coalesced write: 1 (one order per call) to 200 (an sObject Collection)."""
+    value = int(raw.strip())
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise ValueError(f"must be from 1 to {MAX_BATCH_SIZE} (an sObject Collection's limit)")
+    return value
+
+
+def _positive_int(raw):
+    value = int(raw.strip())
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
 def _namespace(raw):
     name = raw.strip()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,100}", name):
@@ -314,6 +329,7 @@ def _choice(*allowed):
 
 
 MAX_KEY_CACHE_SECONDS = 86400
+MAX_BATCH_SIZE = 200
 
 DEFAULT_STAGE_MAP = (
     "new=Prospecting;pending_payment=Prospecting;processing=Qualification;"
@@ -386,7 +402,42 @@ class Settings:
     broker_namespace: str = _setting("MAGSYNC_BROKER_NAMESPACE", _namespace, "magsync")
     delivery_limit: int = _setting("MAGSYNC_DELIVERY_LIMIT", _int, 20)
     broker_folder: str = _setting("MAGSYNC_BROKER_FOLDER", _str, "var/broker")
-    worker_concurrency: int = _setting("MAGSYNC_WORKER_CONCURRENCY", _int, 4)
+    worker_concurrency: int = _setting(
+        "MAGSYNC_WORKER_CONCURRENCY",
+        _int,
+        4,
+        doc="processes of a worker that does not coalesce (MAGSYNC_BATCH_SIZE=1)",
+    )
+    worker_threads: int = _setting(
+        "MAGSYNC_WORKER_THREADS",
+        _positive_int,
+        400,
+        doc="threads of a coalescing worker: the orders that can wait for a batch at once",
+    )
+    batch_size: int = _setting(
+        "MAGSYNC_BATCH_SIZE",
+        _batch_size,
+        200,
+        doc="orders a worker process writes to Salesforce together (1: one order per call)",
+    )
+    batch_linger_ms: float = _setting(
+        "MAGSYNC_BATCH_LINGER_MS",
+        _non_negative_float,
+        25.0,
+        doc="milliseconds a batch waits for more orders after its first",
+    )
+    batch_timeout: float = _setting(
+        "MAGSYNC_BATCH_TIMEOUT",
+        _positive_float,
+        180.0,
+        doc="seconds an order waits for its batch's outcome before it is retried later",
+    )
+    salesforce_concurrency: int = _setting(
+        "MAGSYNC_SALESFORCE_CONCURRENCY",
+        _positive_int,
+        2,
+        doc="Salesforce calls a worker process has in flight at most",
+    )
     salesforce_rate_limit: str = _setting("SALESFORCE_RATE_LIMIT", _rate_limit, "20/s")
     retry_for: float = _setting("MAGSYNC_RETRY_FOR", _positive_float, 7200.0)
     retry_backoff: float = _setting("MAGSYNC_RETRY_BACKOFF", _positive_float, 2.0)
@@ -577,6 +628,21 @@ class Settings:
     def magento_rest_enabled(self):
         """True when all of the Magento REST settings are present (the store is the truth)."""
         return not self.unset(*MAGENTO_REST)
+
+    @property
+    def coalescing(self):
+        """True when a worker writes many orders per call (``MAGSYNC_BATCH_SIZE`` > 1)."""
+        return self.batch_size > 1
+
+    @property
+    def worker_pool(self):
+        """Celery's pool: threads that wait for their batch together, or one order per process."""
+        return "threads" if self.coalescing else "prefork"
+
+    @property
+    def worker_pool_size(self):
+        """Threads of a coalescing worker, else processes."""
+        return self.worker_threads if self.coalescing else self.worker_concurrency
 
     @property
     def reconcile_enabled(self):

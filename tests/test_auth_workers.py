@@ -45,6 +45,8 @@ class Fleet:
             "MAGSYNC_RETRY_BACKOFF": "1",
             "MAGSYNC_RETRY_BACKOFF_MAX": "2",
             "LOG_LEVEL": "INFO",
+            # Prefork workers of one order per process: these tests count processes.
+            "MAGSYNC_BATCH_SIZE": "1",
             **env,
         }
         self.celery = create_celery(Settings.from_env(self.env))

@@ -49,6 +49,9 @@ class Harness:
             "SALESFORCE_TIMEOUT": "5",
             "LOG_LEVEL": "INFO",
             "DATABASE_URL": f"sqlite:///{logs}/ledger.db",
+            # One order per call: these tests count each order's calls, retries and probes
+            # (test_e2e_coalesced covers coalescing workers).
+            "MAGSYNC_BATCH_SIZE": "1",
         }
         self.settings = Settings.from_env(self.env)
         self.celery = create_celery(self.settings)

@@ -115,6 +115,9 @@ def test_shuffled_duplicated_versions_across_four_workers(
             "DATABASE_URL": database_url,
             "SALESFORCE_RATE_LIMIT": "10000/s",
             "LOG_LEVEL": "INFO",
+            # The one-order-per-call path, whose calls this test counts (test_e2e_coalesced
+            # runs the same deliveries through coalescing workers).
+            "MAGSYNC_BATCH_SIZE": "1",
         }
         settings = Settings.from_env(env)
         with contextlib.ExitStack() as cleanup:

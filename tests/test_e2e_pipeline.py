@@ -68,6 +68,8 @@ def stack(tmp_path_factory, request):
             **store.settings(),
             "MAGSYNC_RETRY_BACKOFF": "1",
             "MAGSYNC_RETRY_BACKOFF_MAX": "2",
+            # One order per call (prefork): this module counts each order's calls.
+            "MAGSYNC_BATCH_SIZE": "1",
         }
         worker = processes.start_worker(worker_env, logs, name="e2e", concurrency=2)
         started.append(worker)

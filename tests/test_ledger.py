@@ -5,6 +5,7 @@ import datetime as dt
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from magsync.cli import main
 from magsync.errors import RetryLater
@@ -20,6 +22,7 @@ from magsync.ledger import (
     Customer,
     Ledger,
     LedgerUnavailable,
+    LockName,
     LockTimeout,
     Version,
     migrate,
@@ -362,6 +365,73 @@ def test_other_keys_do_not_wait_and_a_held_key_times_out(ledger):
             fourth.acquire("order", "100000001")  # free again once the first session ended
     finally:
         impatient.close()
+
+
+def test_a_batch_and_single_orders_take_their_locks_in_one_order(ledger):
+    """A batch names its locks in any order and takes them as single orders do (an edit before
+    the order it replaced, orders before customers): neither ever waits on the other in a
+    cycle, so both finish well inside the lock timeout."""
+    child = LockName("order", "100000050-1", 1)
+    parent = LockName("order", "100000050", 0)
+    customer = LockName("customer", "ana@example.com")
+    single_has_child = threading.Event()
+    errors = []
+
+    def single():
+        try:
+            with ledger.locks() as locks:
+                locks.acquire_many([child, parent][:1])
+                single_has_child.set()
+                time.sleep(0.3)  # the batch is waiting meanwhile
+                locks.acquire_many([parent])
+                locks.acquire_many([customer])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=single)
+    thread.start()
+    single_has_child.wait(10)
+    started = time.monotonic()
+    with ledger.locks() as locks:
+        # Named parent first: taken child first, so it waits behind the single order instead of
+        # holding the parent it needs.
+        locks.acquire_many([customer, parent, child])
+    thread.join(30)
+    assert errors == []
+    assert time.monotonic() - started < ledger.settings.lock_timeout / 2
+
+
+@pytest.mark.postgres
+def test_a_batch_of_locks_is_one_connection_and_one_statement(postgres_url):
+    from tests.databases import postgres_database
+
+    with postgres_database(postgres_url) as url:
+        ledger = Ledger(Settings.from_env({"DATABASE_URL": url}))
+        statements = []
+        try:
+            migrate.upgrade(ledger.engine)
+            from sqlalchemy import event
+
+            event.listen(
+                ledger.engine,
+                "before_cursor_execute",
+                lambda conn, cursor, statement, *args: statements.append(statement),
+            )
+            names = [LockName("order", f"1000001{n:02d}") for n in range(50)]
+            with ledger.locks() as locks:
+                locks.acquire_many([*names, LockName("customer", "ana@example.com")])
+                with ledger.engine.connect() as probe:
+                    held = probe.execute(
+                        text(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                            "AND database = (SELECT oid FROM pg_database "
+                            "WHERE datname = current_database())"
+                        )
+                    ).scalar()
+            assert held == 51
+            assert len([s for s in statements if "pg_advisory_xact_lock" in s]) == 1
+        finally:
+            ledger.close()
 
 
 @pytest.mark.postgres

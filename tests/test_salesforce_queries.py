@@ -172,3 +172,49 @@ def test_composite_size_is_checked_before_any_call(writer):
     with pytest.raises(ValueError, match="1 to 25"):
         writer.composite([sub] * 26)
     assert writer.calls == calls
+
+
+# -- many buyers at once --------------------------------------------------------------------------
+
+
+def test_buyer_lookups_for_many_emails_are_one_query_per_chunk(org, writer):
+    from urllib.parse import urlencode
+
+    from magsync.salesforce.lookups import CONTACTS_BY_EMAIL, find_contacts
+    from magsync.salesforce.soql import SOQL_LIMIT, URI_LIMIT, in_chunks
+
+    tag = next(_unique)
+    known = [f"o'brien.{tag}.{n}@example.com" for n in range(0, 1000, 37)]
+    org.insert("Contact", [{"LastName": "Known", "Email": email.upper()} for email in known])
+    emails = [f"o'brien.{tag}.{n}@example.com" for n in range(1000)]
+    statements = list(in_chunks(CONTACTS_BY_EMAIL, sorted(emails)))
+    assert len(statements) > 1
+    for soql in statements:
+        assert len(soql) <= SOQL_LIMIT
+        assert len(urlencode({"q": soql})) <= URI_LIMIT - 2048
+
+    queries = org.stats()["calls_by_kind"].get("query", 0)
+    found = find_contacts(writer, emails)
+    assert org.stats()["calls_by_kind"]["query"] - queries == len(statements)
+    assert sorted(found) == sorted(known)
+    # A batch's buyers (up to 200 orders) are one query.
+    queries = org.stats()["calls_by_kind"]["query"]
+    assert len(find_contacts(writer, emails[:200])) == len([e for e in known if e in emails[:200]])
+    assert org.stats()["calls_by_kind"]["query"] - queries == 1
+    # Smaller chunks: more queries, the same answer.
+    queries = org.stats()["calls_by_kind"]["query"]
+    assert find_contacts(writer, emails, max_length=2000) == found
+    statements = list(in_chunks(CONTACTS_BY_EMAIL, sorted(emails), max_length=2000))
+    assert len(statements) > 10
+    assert org.stats()["calls_by_kind"]["query"] - queries == len(statements)
+
+
+def test_chunks_hold_every_value_once_in_order():
+    from magsync.salesforce.soql import in_chunks
+
+    values = [f"v{n}'\\" for n in range(500)]
+    statements = list(in_chunks("SELECT Id FROM Contact WHERE Email IN ({})", values, 300))
+    assert all(len(s) <= 300 for s in statements)
+    inner = ",".join(s.split("IN (", 1)[1][:-1] for s in statements)
+    assert inner == ",".join(literal(v) for v in values)
+    assert list(in_chunks("SELECT Id FROM Contact WHERE Email IN ({})", [])) == []

@@ -82,3 +82,31 @@ def test_env_example_documents_every_setting():
     }
     declared = {env for env, _ in Settings.from_env({}).describe()}
     assert declared - documented == set()
+
+
+def test_coalescing_is_on_by_default_and_one_order_per_call_is_the_prefork_pool():
+    coalescing = Settings.from_env({})
+    assert (coalescing.batch_size, coalescing.batch_linger_ms) == (200, 25.0)
+    assert (coalescing.worker_pool, coalescing.worker_pool_size) == ("threads", 400)
+    single = Settings.from_env({"MAGSYNC_BATCH_SIZE": "1", "MAGSYNC_WORKER_CONCURRENCY": "3"})
+    assert (single.coalescing, single.worker_pool, single.worker_pool_size) == (
+        False,
+        "prefork",
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAGSYNC_BATCH_SIZE", "0"),
+        ("MAGSYNC_BATCH_SIZE", "201"),
+        ("MAGSYNC_BATCH_LINGER_MS", "-1"),
+        ("MAGSYNC_SALESFORCE_CONCURRENCY", "0"),
+        ("MAGSYNC_WORKER_THREADS", "none"),
+        ("MAGSYNC_BATCH_TIMEOUT", "0"),
+    ],
+)
+def test_batch_settings_out_of_range_are_refused_by_name(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})

@@ -52,9 +52,12 @@ def load_env_file(path):
 def worker(ctx):
     """Run the Celery worker that syncs orders.
 
-    Extra arguments go to celery worker. A Salesforce token is obtained first: missing settings
-    or credentials Salesforce refuses stop the worker at once with the cause and the fix (orders
-    wait in RabbitMQ); an unreachable Salesforce only warns.
+    With MAGSYNC_BATCH_SIZE above 1 (the default) it runs MAGSYNC_WORKER_THREADS threads that
+    share Salesforce calls, else MAGSYNC_WORKER_CONCURRENCY processes of one order each. Extra
+    arguments go to celery worker (--concurrency N sets the threads or processes). A Salesforce
+    token is obtained first: missing settings or credentials Salesforce refuses stop the worker
+    at once with the cause and the fix (orders wait in RabbitMQ); an unreachable Salesforce only
+    warns.
     """
     from magsync import alerts, logs
     from magsync.check.startup import CredentialsRefused, salesforce_token
@@ -76,8 +79,10 @@ def worker(ctx):
             "worker",
             "--loglevel",
             settings.log_level,
+            "--pool",
+            settings.worker_pool,
             "--concurrency",
-            str(settings.worker_concurrency),
+            str(settings.worker_pool_size),
             "--queues",
             f"{settings.broker_namespace}.orders",
             "--task-events",

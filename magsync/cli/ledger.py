@@ -87,7 +87,7 @@ def _describe_event(event):
     created = detail.pop("created", None)
     if created is not None:
         parts.append("created" if created else "updated")
-    for key in ("stage", "api_calls", "replaced_by", "event_id"):
+    for key in ("stage", "api_calls", "batch", "replaced_by", "superseded_by", "event_id"):
         if detail.get(key) is not None:
             parts.append(f"{key.replace('_id', '')}={detail.pop(key)}")
     if detail.get("reason"):

@@ -11,6 +11,8 @@ any worker saw reported it (``magsync.sync.pacing``); and for each order a histo
 - ``skipped_unchanged``: it would have written exactly what Salesforce already holds;
 - ``skipped_duplicate``: its event id was applied already (a sender's redelivery), so neither
   Magento nor Salesforce was asked;
+- ``skipped_superseded``: a newer version of the order came in the same batch and was applied
+  instead (recorded once that one was);
 - ``synced``: Salesforce confirmed the write (the record id, API calls it took);
 - ``retried`` / ``dead_lettered``: the outcome of a failed attempt;
 - ``replaced``: an admin edit replaced the order (its Opportunity is closed).
@@ -21,7 +23,7 @@ one order's row and history. ``locks.py`` serialises the events of one order (an
 orders of one buyer) across workers.
 """
 
-from magsync.ledger.locks import LockTimeout
+from magsync.ledger.locks import LockName, LockTimeout
 from magsync.ledger.store import (
     Applied,
     Customer,
@@ -36,6 +38,7 @@ EVENT_KINDS = (
     "skipped_stale",
     "skipped_unchanged",
     "skipped_duplicate",
+    "skipped_superseded",
     "synced",
     "retried",
     "dead_lettered",
@@ -48,6 +51,7 @@ __all__ = [
     "Customer",
     "Ledger",
     "LedgerUnavailable",
+    "LockName",
     "LockTimeout",
     "OrderState",
     "Version",

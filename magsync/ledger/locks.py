@@ -2,9 +2,16 @@
 
 A lock session (``with ledger.locks() as locks: locks.acquire("order", "000000123")``) takes any
 number of named locks and releases them all when it ends; a lock is never released early.
-Locks are taken in one order everywhere (an edited order, then its parent, then the customer), so
-two sessions never wait on each other in a cycle; ``MAGSYNC_LOCK_TIMEOUT`` bounds every wait
-anyway, and a wait that times out raises ``LockTimeout``, a ``RetryLater``.
+``locks.acquire_many(names)`` takes many at once, for a batch of orders, in one holder: one
+connection (PostgreSQL) or one process's file descriptor (SQLite), never one per order.
+
+Every session takes its locks in one global order (``lock_order``): order locks first, an edited
+order before the order it replaced (deeper edits first: ``<n>-2`` before ``<n>-1`` before
+``<n>``), then customers; within a level by key. A single order's session (the order, its parent,
+later its customer) and a batch's session (all its orders and parents, then all its customers)
+follow the same order, so no two sessions can wait on each other in a cycle.
+``MAGSYNC_LOCK_TIMEOUT`` bounds every wait anyway, and a wait that times out raises
+``LockTimeout``, a ``RetryLater``.
 
 PostgreSQL: transaction-level advisory locks (``pg_advisory_xact_lock``) taken in one open
 transaction on a connection of the session's own. Every worker on every host that uses the same
@@ -26,6 +33,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -58,6 +66,35 @@ def lock_key(kind, value):
     """
     digest = hashlib.blake2b(f"magsync:{kind}:{value}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True)
+class LockName:
+    """A lock to take: ``kind`` (``order`` or ``customer``), ``value``, and for an order its
+    edit depth (0 for an order no edit made, 1 for ``<n>-1``, ...)."""
+
+    kind: str
+    value: str
+    depth: int = 0
+
+    @property
+    def key(self):
+        return lock_key(self.kind, self.value)
+
+
+def lock_order(name):
+    """The sort key of ``name`` in the global lock order (see the module)."""
+    if name.kind == "order":
+        return (0, -name.depth, name.key)
+    return (1, 0, name.key)
+
+
+def _ordered(names):
+    """``names`` without repeated keys, in the global lock order."""
+    unique = {}
+    for name in names:
+        unique.setdefault(name.key, name)
+    return sorted(unique.values(), key=lock_order)
 
 
 class _KeyedThreadLocks:
@@ -147,6 +184,11 @@ class _FileLockSession:
             raise
         self.held.append(key)
 
+    def acquire_many(self, names):
+        """Take every lock of ``names`` (``LockName``) not yet held, in the global order."""
+        for name in _ordered(names):
+            self.acquire(name.kind, name.value)
+
     def _lock_byte(self, key, deadline, kind, value):
         fd = self.locks._descriptor()
         offset = key % _OFFSET_SPACE
@@ -207,6 +249,25 @@ class _AdvisoryLockSession:
     def __init__(self, connection):
         self.connection = connection
         self.held = set()
+
+    def acquire_many(self, names):
+        """Take every lock of ``names`` (``LockName``) not yet held, in the global order, in one
+        statement on the session's connection; each wait is bounded by ``lock_timeout``."""
+        keys = [name.key for name in _ordered(names) if name.key not in self.held]
+        if not keys:
+            return
+        # A function scan over unnest() yields the array's elements in order, so the locks are
+        # taken in the order given.
+        statement = text(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"
+        )
+        try:
+            self.connection.execute(statement, {"keys": keys}).all()
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise LockTimeout(f"{len(keys)} orders or customers: one is busy") from None
+            raise
+        self.held.update(keys)
 
     def acquire(self, kind, value):
         key = lock_key(kind, value)

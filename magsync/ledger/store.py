@@ -14,6 +14,7 @@ write while another process was writing.
 import datetime as dt
 import json
 import logging
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -22,6 +23,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, delete, event, func, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 
 from magsync.errors import RetryLater
@@ -162,6 +164,7 @@ class Applied:
     new_customer: Customer | None = None
     closed_parent: str | None = None
     api_calls: int = 0
+    batch: int | None = None  # orders that shared the calls, when written in a batch
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,11 @@ def describe_error(error):
 
 
 class Ledger:
-    """The sync ledger of one process. Connects lazily; ``close()`` disposes of the engine."""
+    """The sync ledger of one process. Connects lazily; ``close()`` disposes of the engine.
+
+    Thread-safe: the threads of a worker share one engine (one connection pool) and one lock
+    manager, made by the first that needs them.
+    """
 
     def __init__(self, settings, clock=time.monotonic):
         self.settings = settings
@@ -222,14 +229,19 @@ class Ledger:
         self._ready = False
         self._clock = clock
         self._next_prune = None
+        self._making = threading.RLock()
 
     # -- plumbing -------------------------------------------------------------------------------
 
     @property
     def engine(self):
         if self._engine is None:
-            self._engine = create_ledger_engine(self.url)
-            self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+            with self._making:
+                if self._engine is None:
+                    self._sessions = sessionmaker(expire_on_commit=False)
+                    engine = create_ledger_engine(self.url)
+                    self._sessions.configure(bind=engine)
+                    self._engine = engine
         return self._engine
 
     @property
@@ -248,6 +260,9 @@ class Ledger:
     def _guard(self):
         try:
             yield
+        except PoolTimeout:
+            # Every pooled connection stayed busy for the pool's timeout: the order waits.
+            raise LedgerUnavailable("no ledger database connection was free in time") from None
         except DBAPIError as exc:
             orig = exc.orig
             message = str(orig).strip().splitlines()[0][:200] if orig is not None else ""
@@ -269,7 +284,9 @@ class Ledger:
         """
         if self._ready:
             return
-        with self._guard():
+        with self._making, self._guard():
+            if self._ready:
+                return
             with self.engine.connect() as connection:
                 current = migrate.current_revision(connection)
                 connection.rollback()
@@ -288,13 +305,14 @@ class Ledger:
     @contextmanager
     def locks(self):
         """A lock session (see ``magsync.ledger.locks``)."""
-        if self._locks is None:
-            path = sqlite_path(self.url)
-            timeout = self.settings.lock_timeout
-            if path is not None:
-                self._locks = FileLocks(f"{path}.locks", timeout)
-            else:
-                self._locks = AdvisoryLocks(self.engine, timeout)
+        with self._making:
+            if self._locks is None:
+                path = sqlite_path(self.url)
+                timeout = self.settings.lock_timeout
+                if path is not None:
+                    self._locks = FileLocks(f"{path}.locks", timeout)
+                else:
+                    self._locks = AdvisoryLocks(self.engine, timeout)
         with self._guard(), self._locks.session() as session:
             yield session
 
@@ -305,6 +323,28 @@ class Ledger:
         with self._transaction() as session:
             row = session.get(OrderRow, increment_id)
             return OrderState.of(row) if row is not None else None
+
+    def orders(self, increment_ids):
+        """``{increment_id: OrderState}`` of the orders the ledger has seen, in one query."""
+        numbers = sorted(set(increment_ids))
+        if not numbers:
+            return {}
+        with self._transaction() as session:
+            rows = session.scalars(select(OrderRow).where(OrderRow.increment_id.in_(numbers)))
+            return {row.increment_id: OrderState.of(row) for row in rows}
+
+    def customers(self, emails):
+        """``{email: Customer}`` of the buyers the ledger knows (``email`` lower-cased)."""
+        keys = sorted(set(emails))
+        if not keys:
+            return {}
+        with self._transaction() as session:
+            rows = session.scalars(select(CustomerRow).where(CustomerRow.email.in_(keys)))
+            return {
+                row.email: Customer(row.email, row.account_id, row.contact_id)
+                for row in rows
+                if row.contact_id
+            }
 
     def customer(self, email):
         """The cached Account and Contact of a buyer (``email`` lower-cased), or None."""
@@ -350,10 +390,16 @@ class Ledger:
     # -- writes (each under the order's lock, except ``note``) ---------------------------------
 
     def _row(self, session, increment_id, version=None):
-        row = session.get(OrderRow, increment_id)
+        rows = session.info.get("preloaded")
+        if rows is not None and increment_id in rows:
+            row = rows[increment_id]
+        else:
+            row = session.get(OrderRow, increment_id)
         if row is None:
             row = OrderRow(increment_id=increment_id, status="received", attempts=0)
             session.add(row)
+            if rows is not None:
+                rows[increment_id] = row
         if version is not None:
             row.entity_id = version.entity_id
             row.store_id = version.store_id
@@ -385,105 +431,169 @@ class Ledger:
                 )
             )
 
+    def _preload(self, session, increment_ids):
+        # One query for a batch's rows, instead of one per order; ``_row`` finds them (or knows
+        # they are new) in ``session.info``.
+        numbers = sorted(set(increment_ids))
+        rows = dict.fromkeys(numbers)
+        if numbers:
+            query = select(OrderRow).where(OrderRow.increment_id.in_(numbers))
+            rows.update({row.increment_id: row for row in session.scalars(query)})
+        session.info["preloaded"] = rows
+
+    def _received(self, session, version):
+        self._event(
+            session,
+            version.increment_id,
+            "received",
+            version,
+            source=version.source,
+            event_id=version.event_id,
+        )
+
     def skip(self, version, reason):
         """Record a received event that changes nothing: ``stale`` or ``unchanged``.
 
         An unchanged version newer than the last applied one becomes the last applied one (what
         Salesforce holds is already that version), so older versions that arrive later are stale.
         """
+        self.skip_many([(version, reason)])
+
+    def skip_many(self, skips):
+        """``skip`` for each ``(version, reason)``, in one transaction."""
         with self._transaction() as session:
-            row = self._row(session, version.increment_id, version)
-            self._event(
-                session,
-                version.increment_id,
-                "received",
-                version,
-                source=version.source,
-                event_id=version.event_id,
-            )
-            self._event(session, version.increment_id, f"skipped_{reason}", version)
-            self._remember_event(session, version)
-            updated_at = naive_utc(version.updated_at)
-            if reason == "unchanged" and row.updated_at is not None and updated_at > row.updated_at:
-                row.updated_at = updated_at
-                row.state = version.state
-            if row.updated_at is not None and row.apply_started_at is None:
-                row.status = "synced"
+            self._preload(session, [version.increment_id for version, _ in skips])
+            for version, reason in skips:
+                self._skip(session, version, reason)
+
+    def _skip(self, session, version, reason):
+        row = self._row(session, version.increment_id, version)
+        self._received(session, version)
+        self._event(session, version.increment_id, f"skipped_{reason}", version)
+        self._remember_event(session, version)
+        updated_at = naive_utc(version.updated_at)
+        if reason == "unchanged" and row.updated_at is not None and updated_at > row.updated_at:
+            row.updated_at = updated_at
+            row.state = version.state
+        if row.updated_at is not None and row.apply_started_at is None:
+            row.status = "synced"
+
+    def supersede(self, superseded):
+        """Record events a newer version of their order replaced in one batch: for each
+        ``(version, newer)``, ``received`` and ``skipped_superseded`` (naming the newer
+        version's ``updated_at``), in one transaction. Call once the newer one is recorded."""
+        with self._transaction() as session:
+            for version, newer in superseded:
+                self._received(session, version)
+                self._event(
+                    session,
+                    version.increment_id,
+                    "skipped_superseded",
+                    version,
+                    superseded_by=naive_utc(newer.updated_at),
+                )
+                self._remember_event(session, version)
 
     def begin(self, version):
         """Record a received event about to be written: the write is in doubt until ``applied``.
 
         Returns the attempt number of this version (1 the first time it is tried).
         """
+        return self.begin_many([version])[version.increment_id]
+
+    def begin_many(self, versions):
+        """``begin`` for each version (one per order), in one transaction; ``{increment_id:
+        attempt}``."""
         with self._transaction() as session:
-            row = self._row(session, version.increment_id, version)
-            self._event(
-                session,
-                version.increment_id,
-                "received",
-                version,
-                source=version.source,
-                event_id=version.event_id,
-            )
-            same_version = row.pending_hash == version.payload_hash and (
-                row.pending_updated_at == naive_utc(version.updated_at)
-            )
-            row.attempts = (row.attempts or 0) + 1 if same_version else 1
-            row.pending_updated_at = naive_utc(version.updated_at)
-            row.pending_hash = version.payload_hash
-            row.apply_started_at = utcnow()
-            row.status = "applying"
-            return row.attempts
+            self._preload(session, [version.increment_id for version in versions])
+            return {version.increment_id: self._begin(session, version) for version in versions}
+
+    def _begin(self, session, version):
+        row = self._row(session, version.increment_id, version)
+        self._received(session, version)
+        same_version = row.pending_hash == version.payload_hash and (
+            row.pending_updated_at == naive_utc(version.updated_at)
+        )
+        row.attempts = (row.attempts or 0) + 1 if same_version else 1
+        row.pending_updated_at = naive_utc(version.updated_at)
+        row.pending_hash = version.payload_hash
+        row.apply_started_at = utcnow()
+        row.status = "applying"
+        return row.attempts
 
     def applied(self, version, applied):
         """Record what Salesforce confirmed, with the customer and parent it touched."""
-        now = utcnow()
+        self.applied_many([(version, applied)])
+
+    def applied_many(self, writes):
+        """``applied`` for each ``(version, applied)``, in one transaction."""
         with self._transaction() as session:
-            row = self._row(session, version.increment_id, version)
-            row.updated_at = naive_utc(version.updated_at)
-            row.payload_hash = version.payload_hash
-            row.state = version.state
-            row.stage = applied.stage
-            row.sobject = applied.sobject
-            row.record_id = applied.record_id
-            row.account_id = applied.account_id
-            row.contact_id = applied.contact_id
-            row.contact_role_id = applied.contact_role_id
-            row.status = "synced"
-            row.last_error = None
-            row.pending_updated_at = row.pending_hash = row.apply_started_at = None
-            row.synced_at = now
-            self._remember_event(session, version)
+            numbers = [version.increment_id for version, _ in writes]
+            parents = [applied.closed_parent for _, applied in writes if applied.closed_parent]
+            self._preload(session, numbers + parents)
+            for version, applied in writes:
+                self._applied(session, version, applied)
+
+    def _applied(self, session, version, applied):
+        row = self._row(session, version.increment_id, version)
+        row.updated_at = naive_utc(version.updated_at)
+        row.payload_hash = version.payload_hash
+        row.state = version.state
+        row.stage = applied.stage
+        row.sobject = applied.sobject
+        row.record_id = applied.record_id
+        row.account_id = applied.account_id
+        row.contact_id = applied.contact_id
+        row.contact_role_id = applied.contact_role_id
+        row.status = "synced"
+        row.last_error = None
+        row.pending_updated_at = row.pending_hash = row.apply_started_at = None
+        row.synced_at = utcnow()
+        self._remember_event(session, version)
+        self._event(
+            session,
+            version.increment_id,
+            "synced",
+            version,
+            record_id=applied.record_id,
+            sobject=applied.sobject,
+            created=applied.created,
+            stage=applied.stage,
+            account_id=applied.account_id,
+            contact_id=applied.contact_id,
+            api_calls=applied.api_calls,
+            batch=applied.batch,
+        )
+        if applied.new_customer is not None:
+            self._customer(session, applied.new_customer)
+        if applied.closed_parent:
+            parent = self._row(session, applied.closed_parent)
+            parent.replaced_by = version.increment_id
             self._event(
                 session,
-                version.increment_id,
-                "synced",
-                version,
-                record_id=applied.record_id,
-                sobject=applied.sobject,
-                created=applied.created,
-                stage=applied.stage,
-                account_id=applied.account_id,
-                contact_id=applied.contact_id,
-                api_calls=applied.api_calls,
+                applied.closed_parent,
+                "replaced",
+                record_id=parent.record_id,
+                replaced_by=version.increment_id,
             )
-            if applied.new_customer is not None:
-                customer = session.get(CustomerRow, applied.new_customer.email)
-                if customer is None:
-                    customer = CustomerRow(email=applied.new_customer.email)
-                    session.add(customer)
-                customer.account_id = applied.new_customer.account_id
-                customer.contact_id = applied.new_customer.contact_id
-            if applied.closed_parent:
-                parent = self._row(session, applied.closed_parent)
-                parent.replaced_by = version.increment_id
-                self._event(
-                    session,
-                    applied.closed_parent,
-                    "replaced",
-                    record_id=parent.record_id,
-                    replaced_by=version.increment_id,
-                )
+
+    def _customer(self, session, customer):
+        row = session.get(CustomerRow, customer.email)
+        if row is None:
+            row = CustomerRow(email=customer.email)
+            session.add(row)
+        row.account_id = customer.account_id
+        row.contact_id = customer.contact_id
+
+    def remember_customers(self, customers):
+        """Record the Account and Contact of each ``Customer`` (Salesforce confirmed them)."""
+        if not customers:
+            return
+        with self._transaction() as session:
+            emails = sorted({customer.email for customer in customers})
+            session.scalars(select(CustomerRow).where(CustomerRow.email.in_(emails))).all()
+            for customer in customers:
+                self._customer(session, customer)
 
     def skip_duplicate(self, increment_id, event_id):
         """Record an event skipped because its id was applied already (a redelivery)."""
@@ -503,9 +613,10 @@ class Ledger:
         """``prune_events`` at most once per ``PRUNE_INTERVAL`` in this process (the first call
         prunes); returns how many were forgotten (None when not due)."""
         now = self._clock()
-        if self._next_prune is not None and now < self._next_prune:
-            return None
-        self._next_prune = now + PRUNE_INTERVAL
+        with self._making:  # one thread of the process prunes, the others go on
+            if self._next_prune is not None and now < self._next_prune:
+                return None
+            self._next_prune = now + PRUNE_INTERVAL
         return self.prune_events()
 
     def forget_customer(self, email):

@@ -1,10 +1,14 @@
-"""The SOQL lookups of the pipeline, each one API call, every value an escaped literal.
+"""The SOQL lookups of the pipeline, every value an escaped literal.
 
-Field names come from validated settings (``_sf_field_name``), values only through
-``soql.literal``: nothing from an order reaches a query unescaped.
+One order's lookups (``find_contact``, ``find_contact_role``) are one API call each; a batch's
+(``find_contacts``, ``find_contact_roles``) one query per chunk of values (``soql.in_chunks``),
+and one call per page of 2,000 records. Field names come from validated settings
+(``_sf_field_name``), values only through ``soql.literal``: nothing from an order reaches a query
+unescaped.
 """
 
-from magsync.salesforce.soql import literal
+from magsync.mapping.common import customer_key
+from magsync.salesforce.soql import in_chunks, literal
 
 # A buyer may have several Contacts (entered by hand, imported); the oldest with an Account wins.
 CONTACT_CANDIDATES = 10
@@ -20,8 +24,63 @@ def find_contact(writer, email):
     records = writer.query(f"{soql} LIMIT {CONTACT_CANDIDATES}")
     if not records:
         return None
-    chosen = next((r for r in records if r.get("AccountId")), records[0])
+    chosen = _best(records)
     return chosen["Id"], chosen.get("AccountId")
+
+
+# The buyers of a batch; ``{}`` takes the email literals.
+CONTACTS_BY_EMAIL = (
+    "SELECT Id, AccountId, Email FROM Contact WHERE Email IN ({}) ORDER BY CreatedDate ASC"
+)
+
+
+def _best(records):
+    return next((r for r in records if r.get("AccountId")), records[0])
+
+
+def find_contacts(writer, emails, **limits):
+    """``{email: (contact_id, account_id or None)}`` for each of ``emails`` (lower-cased) that a
+    Contact carries, chosen as ``find_contact`` chooses; one query per chunk of emails.
+
+    ``limits`` (``max_length``, ``max_encoded``) lower the chunks' size (see ``in_chunks``).
+    """
+    by_email = {}
+    for soql in in_chunks(CONTACTS_BY_EMAIL, sorted(set(emails)), **limits):
+        for record in writer.query_all(soql):
+            by_email.setdefault(customer_key(record.get("Email") or ""), []).append(record)
+    found = {}
+    for email in emails:
+        records = by_email.get(email)
+        if records:
+            chosen = _best(records)
+            found[email] = (chosen["Id"], chosen.get("AccountId"))
+    return found
+
+
+def find_contact_roles(writer, opportunity_ids, **limits):
+    """``{(opportunity_id, contact_id): role_id}`` of the contact roles of the Opportunities
+    ``opportunity_ids``; one query per chunk of ids."""
+    template = (
+        "SELECT Id, OpportunityId, ContactId FROM OpportunityContactRole "
+        "WHERE OpportunityId IN ({})"
+    )
+    roles = {}
+    for soql in in_chunks(template, sorted(set(opportunity_ids)), **limits):
+        for record in writer.query_all(soql):
+            key = (_id15(record.get("OpportunityId")), _id15(record.get("ContactId")))
+            roles.setdefault(key, record["Id"])
+    return roles
+
+
+def _id15(record_id):
+    """The case-sensitive 15-character form of a Salesforce id (ids come as 15 or 18)."""
+    return record_id[:15] if record_id else record_id
+
+
+def role_of(roles, opportunity_id, contact_id):
+    """The id of the role linking ``contact_id`` to ``opportunity_id`` in ``roles`` (as
+    ``find_contact_roles`` gives them), or None."""
+    return roles.get((_id15(opportunity_id), _id15(contact_id)))
 
 
 def find_contact_role(writer, external_id_field, order_number, contact_id):

@@ -12,7 +12,10 @@ token bucket of ``SALESFORCE_RATE_LIMIT``), and each answer's ``Sforce-Limit-Inf
 it (the org's API usage, for quota-aware pacing).
 
 The writer (``magsync.salesforce.writer``) and ``magsync check`` both call through it. It counts
-this thread's requests (``calls``) and keeps the org's last reported API usage.
+this thread's requests (``calls``) and keeps the org's last reported API usage. At most
+``MAGSYNC_SALESFORCE_CONCURRENCY`` requests of one client are in flight at once, so the org sees
+few concurrent requests from a worker process however many orders it holds; a request that finds
+no free slot within ``SALESFORCE_TIMEOUT`` seconds is a ``RetryLater`` (``salesforce_busy``).
 """
 
 import json
@@ -93,6 +96,7 @@ class RestClient:
         self.session = session
         self._pacer = pacer
         self._local = threading.local()
+        self._slots = threading.BoundedSemaphore(settings.salesforce_concurrency)
 
     @property
     def pacer(self):
@@ -145,7 +149,20 @@ class RestClient:
             version=self.settings.sf_api_version,
         )
         pacer = self.pacer
+        # The token bucket first: a request waiting for its turn holds no slot.
         pacer.before_call()
+        if not self._slots.acquire(timeout=self.settings.sf_timeout):
+            raise RetryLater(
+                "no Salesforce request slot of this process became free in time",
+                reason="salesforce_busy",
+                system="magsync",
+            )
+        try:
+            return self._request(client, token, method, path, document, pacer)
+        finally:
+            self._slots.release()
+
+    def _request(self, client, token, method, path, document, pacer):
         self._local.calls = self.calls + 1
         answer = {}
         try:

@@ -7,9 +7,15 @@
 - several (same object and key): sObject Collections ``PATCH composite/sobjects/{Type}/{ExtField}``
   in chunks of 200, one API call each, with a result per record.
 
-``query(soql)`` runs a SOQL query (build its literals with ``soql.literal``);
-``composite(subrequests)`` sends up to 25 ``Subrequest`` in one Composite call, all or none, later
-ones referring to earlier results as ``@{ref.id}``. ``calls`` counts this thread's API calls.
+``create(records)`` and ``update(updates)`` are sObject Collections too (``POST`` / ``PATCH
+composite/sobjects``, 200 records of any objects per call), each record on its own
+(``allOrNone`` false): a result per record, in order.
+
+``query(soql)`` runs a SOQL query (build its literals with ``soql.literal``), ``query_all(soql)``
+follows its pages; ``composite(subrequests)`` sends up to 25 ``Subrequest`` in one Composite
+call, all or none, later ones referring to earlier results as ``@{ref.id}`` (or, after a
+Collections subrequest, ``@{ref[3].id}``); ``composite_each`` answers each subrequest's status and
+body as they came. ``calls`` counts this thread's API calls.
 
 Every call goes through ``magsync.salesforce.rest.RestClient``: a call that fails as a whole
 raises the outcome ``classify_salesforce`` gives it, and an expired session is refreshed and the
@@ -47,6 +53,68 @@ class Subrequest:
     def upsert(cls, reference_id, record):
         return cls(reference_id, "PATCH", _upsert_path(record), record.body())
 
+    @classmethod
+    def upsert_many(cls, reference_id, records):
+        """A Collections upsert of ``records`` (one object and external-id field, at most 200),
+        each on its own."""
+        first = records[0]
+        path = f"composite/sobjects/{first.sobject}/{first.external_id_field}"
+        return cls(reference_id, "PATCH", path, _collection(records, False))
+
+    @classmethod
+    def create_many(cls, reference_id, records, all_or_none=False):
+        """A Collections create of ``records`` (``NewRecord``, at most 200)."""
+        return cls(reference_id, "POST", "composite/sobjects", _collection(records, all_or_none))
+
+    @classmethod
+    def update_many(cls, reference_id, updates, all_or_none=False):
+        """A Collections update of ``updates`` (``Update``, at most 200)."""
+        return cls(reference_id, "PATCH", "composite/sobjects", _collection(updates, all_or_none))
+
+
+def _collection_record(record):
+    """One record of a Collections request body (``attributes.type`` and its fields)."""
+    fields = record.payload() if hasattr(record, "payload") else dict(record.fields)
+    if getattr(record, "record_id", None):
+        fields["Id"] = record.record_id
+    return {"attributes": {"type": record.sobject}, **fields}
+
+
+def _collection(records, all_or_none):
+    if not 0 < len(records) <= COLLECTION_LIMIT:
+        raise ValueError(f"a Collections request takes 1 to {COLLECTION_LIMIT} records")
+    return {"allOrNone": all_or_none, "records": [_collection_record(r) for r in records]}
+
+
+def record_results(records, outcomes):
+    """A ``UpsertResult`` per record from a Collections answer (results in request order).
+
+    Collections always answer 200; each failed record carries its own errors, classified here.
+    """
+    results = []
+    for record, outcome in zip(records, outcomes, strict=True):
+        if outcome.get("success"):
+            results.append(
+                UpsertResult(record, id=outcome.get("id"), created=outcome.get("created"))
+            )
+        else:
+            error = classify_salesforce(400, outcome.get("errors") or [])
+            results.append(UpsertResult(record, error=error))
+    return results
+
+
+@dataclass(frozen=True)
+class SubResult:
+    """One Composite subrequest's answer: its status and body as Salesforce gave them."""
+
+    reference_id: str
+    status: int
+    body: object
+
+    @property
+    def ok(self):
+        return self.status < 400
+
 
 def reference(reference_id, field="id"):
     """The value a later subrequest uses for a field of an earlier one's result."""
@@ -61,7 +129,8 @@ def _upsert_path(record):
 
 @dataclass(frozen=True)
 class UpsertResult:
-    """What Salesforce did with one record: ``id`` and ``created``, or ``error`` (an outcome)."""
+    """What Salesforce did with one record (an upsert, create or update): ``id`` and
+    ``created``, or ``error`` (an outcome)."""
 
     record: object
     id: str | None = None
@@ -101,10 +170,50 @@ class SalesforceWriter:
             results.extend(self._upsert_collection(records[start : start + COLLECTION_LIMIT]))
         return results
 
+    def create(self, records):
+        """Create ``records`` (``NewRecord``), 200 per call; a result per record, in order."""
+        return self._each_collection("POST", records)
+
+    def update(self, updates):
+        """Update records by Id (``Update``), 200 per call; a result per record, in order."""
+        return self._each_collection("PATCH", updates)
+
     def query(self, soql):
         """The records of a SOQL query's first page (keep results small with ``LIMIT``)."""
         body = self._call("GET", "query/?" + urlencode({"q": soql}), None)
         return list(body.get("records") or [])
+
+    def query_all(self, soql):
+        """Every record of a SOQL query: its first page and each next one (one call each)."""
+        body = self._call("GET", "query/?" + urlencode({"q": soql}), None)
+        records = list(body.get("records") or [])
+        while not body.get("done", True) and body.get("nextRecordsUrl"):
+            body = self.rest.call("GET", body["nextRecordsUrl"])
+            records.extend(body.get("records") or [])
+        return records
+
+    def composite_each(self, subrequests, all_or_none=False):
+        """Run ``subrequests`` in one Composite call; a ``SubResult`` per subrequest, in order.
+
+        Nothing is raised for a failed subrequest: the caller reads each one's status and body.
+        A subrequest the answer leaves out is a ``RetryLater``.
+        """
+        items = self._composite_call(subrequests, all_or_none)
+        by_reference = {item.get("referenceId"): item for item in items}
+        missing = [s.reference_id for s in subrequests if s.reference_id not in by_reference]
+        if missing:
+            raise RetryLater(
+                f"Composite answer without results for {', '.join(missing)}",
+                reason="composite_incomplete",
+            )
+        return [
+            SubResult(
+                s.reference_id,
+                by_reference[s.reference_id].get("httpStatusCode") or 500,
+                by_reference[s.reference_id].get("body"),
+            )
+            for s in subrequests
+        ]
 
     def composite(self, subrequests):
         """Run ``subrequests`` in one Composite call, all or none; ``{reference_id: body}``.
@@ -112,24 +221,9 @@ class SalesforceWriter:
         When a subrequest fails, Salesforce rolls back the others; the outcome raised is the one
         ``classify_salesforce`` gives the failed subrequest's own status and errors.
         """
-        if not 0 < len(subrequests) <= COMPOSITE_LIMIT:
-            raise ValueError(f"a Composite call takes 1 to {COMPOSITE_LIMIT} subrequests")
-        document = {
-            "allOrNone": True,
-            "compositeRequest": [
-                {
-                    "method": sub.method,
-                    "url": self.rest.data_path(sub.path),
-                    "referenceId": sub.reference_id,
-                    **({"body": sub.body} if sub.body is not None else {}),
-                }
-                for sub in subrequests
-            ],
-        }
-        answer = self._call("POST", "composite", document)
         results = {}
         failures = []
-        for item in answer.get("compositeResponse") or []:
+        for item in self._composite_call(subrequests, True):
             status = item.get("httpStatusCode") or 500
             if status >= 400:
                 failures.append((status, item.get("body")))
@@ -168,6 +262,32 @@ class SalesforceWriter:
 
     # -- calls ----------------------------------------------------------------------------------
 
+    def _composite_call(self, subrequests, all_or_none):
+        if not 0 < len(subrequests) <= COMPOSITE_LIMIT:
+            raise ValueError(f"a Composite call takes 1 to {COMPOSITE_LIMIT} subrequests")
+        document = {
+            "allOrNone": all_or_none,
+            "compositeRequest": [
+                {
+                    "method": sub.method,
+                    "url": self.rest.data_path(sub.path),
+                    "referenceId": sub.reference_id,
+                    **({"body": sub.body} if sub.body is not None else {}),
+                }
+                for sub in subrequests
+            ],
+        }
+        answer = self._call("POST", "composite", document)
+        return list(answer.get("compositeResponse") or [])
+
+    def _each_collection(self, method, records):
+        results = []
+        for start in range(0, len(records), COLLECTION_LIMIT):
+            chunk = records[start : start + COLLECTION_LIMIT]
+            outcomes = self._call(method, "composite/sobjects", _collection(chunk, False))
+            results.extend(record_results(chunk, outcomes))
+        return results
+
     def _upsert_one(self, record):
         body = self._call("PATCH", _upsert_path(record), record.body())
         return UpsertResult(record, id=body.get("id"), created=bool(body.get("created")))
@@ -175,23 +295,7 @@ class SalesforceWriter:
     def _upsert_collection(self, records):
         first = records[0]
         path = f"composite/sobjects/{first.sobject}/{first.external_id_field}"
-        document = {
-            "allOrNone": False,
-            "records": [{"attributes": {"type": r.sobject}, **r.payload()} for r in records],
-        }
-        outcomes = self._call("PATCH", path, document)
-        results = []
-        for record, outcome in zip(records, outcomes, strict=True):
-            if outcome.get("success"):
-                results.append(
-                    UpsertResult(record, id=outcome.get("id"), created=outcome.get("created"))
-                )
-            else:
-                # Collections always answer 200; each failed record carries its own errors.
-                status = 400
-                error = classify_salesforce(status, outcome.get("errors") or [])
-                results.append(UpsertResult(record, error=error))
-        return results
+        return record_results(records, self._call("PATCH", path, _collection(records, False)))
 
     def _call(self, method, path, document):
         return self.rest.call(method, self.rest.data_path(path), document)

@@ -23,16 +23,22 @@ decides what retrying or dead-lettering means. Step by step:
    dies between the two leaves the write "in doubt": the redelivered event applies the same
    version again, which the upsert by external id makes harmless, and checks for the contact
    role (the one write that is not an upsert) before creating it.
+
+``sync_order`` is ``prepare`` (step 1, and the duplicate check) then ``apply_one`` (steps 2 to 4).
+A coalescing worker prepares each event in its own task and hands the ``Prepared`` order to the
+process's coalescer (``magsync.sync.coalescer``), which applies many at once
+(``magsync.sync.batch``) with the same decisions (``primary_record``, ``skip_reason``).
 """
 
 import dataclasses
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 
 from magsync import redact
 from magsync.errors import InvalidOrder
-from magsync.ledger import LedgerUnavailable, Version
+from magsync.ledger import LedgerUnavailable, LockName, Version
 from magsync.magento.fields import too_far_ahead
 from magsync.mapping.common import customer_key
 from magsync.mapping.lead import lead_record
@@ -47,6 +53,17 @@ log = logging.getLogger(__name__)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An order event ready to apply: the order as loaded, where it came from (``rest`` or
+    ``webhook``) and the sender's event id, if any."""
+
+    event: dict
+    order: object
+    source: str
+    event_id: str | None = None
+
+
 def sync_order(event, services):
     """Sync the order an event names; returns what was done (for logs, Flower, the task shell).
 
@@ -54,6 +71,15 @@ def sync_order(event, services):
     written. An event whose sender repeats its id on redelivery (``adobe_event_id``) and whose
     id the ledger has recorded is a duplicate: skipped before Magento or Salesforce is asked.
     """
+    prepared = prepare(event, services)
+    if not isinstance(prepared, Prepared):
+        return prepared
+    return apply_one(prepared, services)
+
+
+def prepare(event, services):
+    """The ``Prepared`` order of ``event``, or the summary of a duplicate skipped (see
+    ``sync_order``). Raises ``InvalidOrder`` for an order that fails validation."""
     services.ledger.ready()
     _prune_event_ids(services.ledger)
     event_id = event.get("adobe_event_id")
@@ -73,8 +99,23 @@ def sync_order(event, services):
             "Magento order failed validation",
             errors=[{"updated_at": ["Lies more than MAGSYNC_MAX_CLOCK_SKEW in the future."]}],
         )
+    return Prepared(event, order, source, event_id)
+
+
+def apply_one(prepared, services):
+    """Apply one prepared order under its locks (steps 2 to 4 of the module)."""
     with services.ledger.locks() as locks:
-        return _apply(order, source, services, locks, event_id)
+        return _apply(prepared.order, prepared.source, services, locks, prepared.event_id)
+
+
+def order_locks(order):
+    """The order's lock and its parent's (an edit's), as ``LockName`` in the global order's
+    terms: the edit depth is ``edit_increment`` (1 when an edit does not say)."""
+    parent = order.parent_increment_id
+    if not parent:
+        return [LockName("order", order.increment_id)]
+    depth = max(1, order.edit_increment or 1)
+    return [LockName("order", order.increment_id, depth), LockName("order", parent, depth - 1)]
 
 
 def _skip_duplicate(event, event_id, ledger):
@@ -140,29 +181,57 @@ def skip_reason(version, state):
 
 
 def _apply(order, source, services, locks, event_id=None):
-    locks.acquire("order", order.increment_id)
-    if order.parent_increment_id:
-        # Always after the edited order's own lock: locks are taken child first, everywhere.
-        locks.acquire("order", order.parent_increment_id)
+    # The edited order before its parent, as every session takes them (``magsync.ledger.locks``).
+    locks.acquire_many(order_locks(order))
     state = services.ledger.order(order.increment_id)
     record = primary_record(order, state, services.settings)
-    version = _version(order, record, source, event_id)
-    summary = {
+    version = order_version(order, record, source, event_id)
+    summary = order_summary(order, source)
+    reason = skip_reason(version, state)
+    if reason is not None:
+        services.ledger.skip(version, reason)
+        return report_skipped(summary, reason)
+    return _write(order, record, state, version, services, locks, summary)
+
+
+def order_summary(order, source):
+    """What a sync's result and log lines say of every order."""
+    return {
         "order": order.increment_id,
         "updated_at": order.updated_at.strftime(TIME_FORMAT),
         "state": order.state,
         "source": source,
     }
-    reason = skip_reason(version, state)
-    if reason is not None:
-        services.ledger.skip(version, reason)
-        summary["skipped"] = reason
-        log.info("order event skipped", extra=summary)
-        return summary
-    return _write(order, record, state, version, services, locks, summary)
 
 
-def _version(order, record, source, event_id=None):
+def report_skipped(summary, reason):
+    """``summary`` of an event skipped for ``reason``, logged."""
+    summary["skipped"] = reason
+    log.info("order event skipped", extra=summary)
+    return summary
+
+
+def report_applied(summary, applied, attempt, api_usage):
+    """``summary`` of a version Salesforce confirmed (``applied``), logged."""
+    summary.update(
+        sobject=applied.sobject,
+        sf_id=applied.record_id,
+        sf_created=applied.created,
+        stage=applied.stage,
+        account=applied.account_id,
+        api_calls=applied.api_calls,
+        attempt=attempt,
+    )
+    if applied.batch is not None:
+        summary["batch"] = applied.batch
+    message = "opportunity upserted" if applied.sobject == "Opportunity" else "lead upserted"
+    # Keys of ``extra`` must not collide with LogRecord attributes ("created", "name", ...).
+    log.info(message, extra={**summary, "api_usage": api_usage})
+    return summary
+
+
+def order_version(order, record, source, event_id=None):
+    """The ``Version`` of ``order`` as ``record`` would write it."""
     return Version(
         increment_id=order.increment_id,
         entity_id=order.entity_id,
@@ -187,19 +256,7 @@ def _write(order, record, state, version, services, locks, summary):
         applied = write_opportunity(order, record, state, services, locks)
     applied = dataclasses.replace(applied, api_calls=services.writer.calls - calls_before)
     services.ledger.applied(version, applied)
-    summary.update(
-        sobject=applied.sobject,
-        sf_id=applied.record_id,
-        sf_created=applied.created,
-        stage=applied.stage,
-        account=applied.account_id,
-        api_calls=applied.api_calls,
-        attempt=attempt,
-    )
-    message = "opportunity upserted" if applied.sobject == "Opportunity" else "lead upserted"
-    # Keys of ``extra`` must not collide with LogRecord attributes ("created", "name", ...).
-    log.info(message, extra={**summary, "api_usage": services.writer.last_api_usage})
-    return summary
+    return report_applied(summary, applied, attempt, services.writer.last_api_usage)
 
 
 # -- outcomes the task shell decides ------------------------------------------------------------

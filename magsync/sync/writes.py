@@ -146,13 +146,19 @@ def _known_role(record, state, buyer, writer):
 
 
 def _closing(order, ledger, settings):
-    """For an edited order: ``(number, update)``, the replaced order's number when this write
-    closes it (None once it is closed) and the ``Update`` closing its Opportunity (None when
-    Salesforce has none)."""
     number = order.parent_increment_id
     if not number:
         return None, None
-    parent = ledger.order(number)
+    return closing_for(order, ledger.order(number), settings)
+
+
+def closing_for(order, parent, settings):
+    """For an edited order: ``(number, update)``, the replaced order's number when this write
+    closes it (None once it is closed) and the ``Update`` closing its Opportunity (None when
+    Salesforce has none); ``parent`` is the replaced order's ledger state (None: never seen)."""
+    number = order.parent_increment_id
+    if not number:
+        return None, None
     if parent is None:
         return number, None
     if parent.replaced_by == order.increment_id:

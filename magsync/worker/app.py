@@ -1,8 +1,10 @@
 """The worker's Celery app: the shared configuration, the topology boot step and the task."""
 
 import logging
+import sys
 
 from celery import bootsteps
+from celery.events.dispatcher import EventDispatcher
 
 from magsync.messaging.app import create_celery
 from magsync.worker import pacing, task
@@ -22,6 +24,21 @@ class DeclareTopology(bootsteps.StartStopStep):
             log.info("broker topology declared", extra={"namespace": topology.namespace})
 
 
+class LoopFlushedDispatcher(EventDispatcher):
+    """Celery's event dispatcher whose task events only the worker's event loop publishes.
+
+    On the thread pool, a thread that filled the buffer would publish the events itself and wait
+    for RabbitMQ's confirm on the events connection, which the event loop also reads (for
+    heartbeats): the loop can take the confirm, and the thread would wait forever, holding the
+    dispatcher's lock that every other task needs. The prefork pool's events are always
+    published by the loop; with this dispatcher the threads' are too (they only buffer them).
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs["buffer_limit"] = sys.maxsize
+        super().__init__(*args, **kwargs)
+
+
 def create_worker_app(settings):
     """The Celery app a worker runs: ``magsync.sync_order`` registered, topology declared.
 
@@ -29,8 +46,19 @@ def create_worker_app(settings):
     (``celery.magsync_rate``, see ``magsync.worker.pacing``, made here, before the pool forks):
     each worker process makes its own ``task.WorkerContext`` (breaker, pacers, dead-letter
     queue, clients) from ``celery.magsync_settings`` on its first task.
+
+    A coalescing worker (``MAGSYNC_BATCH_SIZE`` > 1) runs Celery's thread pool with
+    ``MAGSYNC_WORKER_THREADS`` threads and as many messages prefetched, so that many orders wait
+    for a batch at once; otherwise the prefork pool runs one order per process, as the shared
+    configuration says.
     """
     celery = create_celery(settings)
+    celery.conf.update(
+        worker_pool=settings.worker_pool,
+        worker_concurrency=settings.worker_pool_size,
+        worker_prefetch_multiplier=1,
+    )
+    celery.events.dispatcher_cls = LoopFlushedDispatcher
     celery.magsync_settings = settings
     celery.magsync_rate = pacing.shared_rate(settings)
     celery.steps["consumer"].add(DeclareTopology)

@@ -14,9 +14,16 @@
 While the org's API usage is past the halt threshold (``magsync.sync.pacing``), or the circuit
 breaker is open, the task is put back in the broker to wait, its retry budget untouched. What a
 process keeps between tasks (breaker, pacers, dead-letter queue, Salesforce, Magento and ledger
-clients) is its ``WorkerContext``, made on its first task.
+clients, and in a coalescing worker its coalescer) is its ``WorkerContext``, made on its first
+task.
+
+A coalescing worker (``MAGSYNC_BATCH_SIZE`` > 1) runs its tasks on threads: each hands its
+order to the process's coalescer (``magsync.sync.coalescer``) and waits for that order's own
+outcome, bounded by ``MAGSYNC_BATCH_TIMEOUT`` (Celery enforces no time limit on threads). A
+failure many orders met in one Salesforce call counts once for the circuit breaker.
 """
 
+import collections
 import functools
 import logging
 import math
@@ -32,6 +39,7 @@ from magsync.messaging.broker import SYNC_ORDER_TASK, task_argsrepr
 from magsync.messaging.dead_letters import DeadLetters
 from magsync.settings import ConfigError
 from magsync.sync import pipeline
+from magsync.sync.coalescer import Coalescer, sync_coalesced
 from magsync.sync.services import Services
 from magsync.worker import pacing
 from magsync.worker.circuit import CircuitBreaker
@@ -56,6 +64,8 @@ TASK_OPTIONS = {
 }
 
 _contexts_lock = threading.Lock()
+# Failures of one Salesforce call that the breaker has counted already (a batch's orders share one).
+JUDGED_CALLS = 64
 
 
 class WorkerContext:
@@ -72,6 +82,8 @@ class WorkerContext:
         self.breaker = CircuitBreaker(settings.circuit_threshold, settings.circuit_cooldown)
         self.dead_letters = DeadLetters(app, app.magsync_topology, settings.publish_timeout)
         self.built = None  # the pipeline's Services, once built
+        self.coalescer = None  # a coalescing worker's, once its services are built
+        self._judged = collections.deque(maxlen=JUDGED_CALLS)
         self._lock = threading.Lock()
         self.pacing = pacing.start(app, settings, self.services)
 
@@ -88,10 +100,25 @@ class WorkerContext:
         with self._lock:
             if self.built is None:
                 self.built = Services.build(self.settings)
+                if self.settings.coalescing:
+                    self.coalescer = Coalescer(self.built, self.settings)
             return self.built
 
+    def sync(self, event):
+        """Sync ``event``'s order: in a batch when the worker coalesces, else on its own."""
+        services = self.services()
+        if self.coalescer is not None:
+            return sync_coalesced(event, services, self.coalescer)
+        return pipeline.sync_order(event, services)
+
     def judge(self, error):
-        """Tell the breaker what a failure says about Salesforce."""
+        """Tell the breaker what a failure says about Salesforce (once per failed call)."""
+        call = getattr(error, "failed_call", None)
+        if call is not None:
+            with self._lock:
+                if any(seen is call for seen in self._judged):
+                    return
+                self._judged.append(call)
         if error.system == "salesforce" and isinstance(error, RetryLater):
             self.breaker.failure()
         elif error.system == "salesforce" and error.status is not None:
@@ -137,7 +164,7 @@ def sync_order(task, event, attempts=0, first_failed_at=None):
     if wait > 0:
         raise _retry(task, math.ceil(wait), attempts=attempts, first_failed_at=first_failed_at)
     try:
-        result = pipeline.sync_order(event, context.services())
+        result = context.sync(event)
     except (Retry, Reject):
         raise
     except Exception as exc:  # every failure is retried or set aside, never lost
