@@ -7,7 +7,6 @@ and one call per page of 2,000 records. Field names come from validated settings
 unescaped.
 """
 
-from magsync.mapping.common import customer_key
 from magsync.salesforce.soql import in_chunks, literal
 
 # A buyer may have several Contacts (entered by hand, imported); the oldest with an Account wins.
@@ -47,7 +46,10 @@ def find_contacts(writer, emails, **limits):
     by_email = {}
     for soql in in_chunks(CONTACTS_BY_EMAIL, sorted(set(emails)), **limits):
         for record in writer.query_all(soql):
-            by_email.setdefault(customer_key(record.get("Email") or ""), []).append(record)
+            # Salesforce matched case-insensitively: key the answer as the caller keys buyers
+            # (trimmed, lower-cased, as ``mapping.common.customer_key`` does).
+            email = (record.get("Email") or "").strip().lower()
+            by_email.setdefault(email, []).append(record)
     found = {}
     for email in emails:
         records = by_email.get(email)
