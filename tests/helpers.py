@@ -114,3 +114,14 @@ class FakePublisher:
 
     def close(self):
         self.closed = True
+
+
+def event_for(order):
+    """The task payload a seed webhook of ``order`` becomes (what the receiver enqueues)."""
+    return {
+        "event": "sales_order_save_after",
+        "entity_id": order["entity_id"],
+        "increment_id": order["increment_id"],
+        "updated_at": order.get("updated_at"),
+        "order": order,
+    }

@@ -24,7 +24,7 @@ from magsync.magento.signature import sign
 from magsync.mapping.order import load_order
 from magsync.settings import ConfigError, Settings
 from magsync.web.app import create_app
-from tests.helpers import load_fixture, queue_depth
+from tests.helpers import event_for, load_fixture, queue_depth
 
 SECRET = "hardening-secret-0123456789"
 SEED = load_fixture("seed_webhook.json")
@@ -418,16 +418,6 @@ def services(tmp_path):
     yield build
     for svc in built:
         svc.close()
-
-
-def event_for(order):
-    return {
-        "event": "sales_order_save_after",
-        "entity_id": order["entity_id"],
-        "increment_id": order["increment_id"],
-        "updated_at": order.get("updated_at"),
-        "order": order,
-    }
 
 
 def test_an_absurd_amount_from_rest_is_an_invalid_order(org, services):

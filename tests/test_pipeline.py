@@ -9,7 +9,7 @@ from magsync.sandbox.salesforce import SandboxOrg
 from magsync.settings import Settings
 from magsync.sync.pipeline import sync_order
 from magsync.sync.services import Services
-from tests.helpers import SEED_OPPORTUNITY, load_fixture
+from tests.helpers import SEED_OPPORTUNITY, event_for, load_fixture
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +42,6 @@ def services(tmp_path):
     yield build
     for svc in built:
         svc.close()
-
-
-def event_for(order):
-    return {
-        "event": "sales_order_save_after",
-        "entity_id": order["entity_id"],
-        "increment_id": order["increment_id"],
-        "updated_at": order.get("updated_at"),
-        "order": order,
-    }
 
 
 def by_number(org, number):
