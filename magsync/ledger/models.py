@@ -1,5 +1,5 @@
 """The ledger's tables: one row per order, one per customer, each order's event history, the
-event ids applied, and the org's API usage.
+event ids applied, the org's API usage, and where reconciliation and backfills stand.
 
 Times are naive UTC (``DateTime`` without a zone reads the same on SQLite and PostgreSQL);
 Magento's ``updated_at`` is stored as Magento writes it, to the second.
@@ -122,3 +122,41 @@ class ApiUsageRow(Base):
     observed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     halted_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
     probe_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class WatermarkRow(Base):
+    """How far reconciliation has read one store (``store_key``: base URL and store code).
+
+    (``updated_at``, ``entity_id``) is the last order of a pass whose publishes were all
+    confirmed (None before the first such pass); ``first_run_at`` is when magsync first ran
+    against the store, where the very first pass starts.
+    """
+
+    __tablename__ = "ledger_watermarks"
+
+    store_key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    entity_id: Mapped[int | None] = mapped_column(BigInteger)
+    first_run_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class BackfillRow(Base):
+    """One backfill run's checkpoint: its range, the cursor of the last order handled, and its
+    counts, so a rerun with the same range and store resumes there."""
+
+    __tablename__ = "ledger_backfills"
+
+    run_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    store_key: Mapped[str] = mapped_column(String(400))
+    since: Mapped[dt.datetime] = mapped_column(DateTime)
+    until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cursor_updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cursor_entity_id: Mapped[int | None] = mapped_column(BigInteger)
+    scanned: Mapped[int] = mapped_column(BigInteger, default=0)
+    to_sync: Mapped[int] = mapped_column(BigInteger, default=0)
+    synced: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
