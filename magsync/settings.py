@@ -432,6 +432,12 @@ class Settings:
         180.0,
         doc="seconds an order waits for its batch's outcome before it is retried later",
     )
+    late_write_window: float = _setting(
+        "MAGSYNC_LATE_WRITE_WINDOW",
+        _positive_float,
+        120.0,
+        doc="seconds within which a Salesforce write whose answer never came may still land",
+    )
     salesforce_concurrency: int = _setting(
         "MAGSYNC_SALESFORCE_CONCURRENCY",
         _positive_int,

@@ -186,6 +186,8 @@ class ChaosRun:
             "MAGSYNC_RETRY_BACKOFF": "1",
             "MAGSYNC_RETRY_BACKOFF_MAX": "8",
             "MAGSYNC_CIRCUIT_COOLDOWN": "3",
+            # A held call lands salesforce_timeout + 1.5 s after it began (see _start_org).
+            "MAGSYNC_LATE_WRITE_WINDOW": str(self.config.salesforce_timeout + 5),
             "SALESFORCE_RATE_LIMIT": self.config.rate_limit,
             "LOG_LEVEL": "INFO",
         }

@@ -7,7 +7,8 @@ it would have raised. Per order the decisions are the pipeline's own (``primary_
 orders share:
 
 1. Newest only: of several events of one order, the newest version (``updated_at``; a tie goes
-   to the later arrival) is applied. Each other one is recorded as ``skipped_superseded`` once
+   to the later arrival, read again from the store under the lock when the two differ) is
+   applied. Each other one is recorded as ``skipped_superseded`` once
    the newest is recorded (synced or skipped), and is retried when the newest fails.
 2. An edit whose replaced order is in the same batch is applied after the batch, on its own
    (``pipeline.apply_one``), as if it had arrived next; so is a batch left with one order, which
@@ -39,6 +40,7 @@ def write_batch(prepared, services):
     """An outcome per ``Prepared`` order, in order (see the module)."""
     outcomes = [None] * len(prepared)
     winners, superseded = newest_only(prepared)
+    prepared = _mark(prepared, superseded)
     together, alone = _apart(winners, prepared)
     if len(together) == 1:
         together, alone = [], together + alone
@@ -69,6 +71,20 @@ def newest_only(prepared):
         if newest[item.order.increment_id] != index
     }
     return winners, superseded
+
+
+def _mark(prepared, superseded):
+    """``prepared`` with what each winner takes over from the events it superseded: ``tied``
+    when one shares its ``updated_at`` but not its fields (it is read again under the lock,
+    ``pipeline.planned``), ``recheck`` when one was a late-write check."""
+    marked = list(prepared)
+    for loser, winner in superseded.items():
+        first, second = prepared[loser], marked[winner]
+        tied = second.tied or (_updated(first) == _updated(second) and first.order != second.order)
+        marked[winner] = dataclasses.replace(
+            second, tied=tied, recheck=second.recheck or first.recheck
+        )
+    return marked
 
 
 def _updated(item):
@@ -120,16 +136,19 @@ def _decide(indexes, prepared, states, services, outcomes):
         order = item.order
         state = states.get(order.increment_id)
         try:
-            record = pipeline.primary_record(order, state, services.settings)
+            order, record, version = pipeline.planned(
+                order, state, item.source, item.event_id, services, tied=item.tied
+            )
             dumps(record.payload())  # a value JSON cannot carry exactly fails this order only
         except Exception as exc:  # the order's own outcome, as the task would have met it
             outcomes[index] = exc
             continue
-        version = pipeline.order_version(order, record, item.source, item.event_id)
         summary = pipeline.order_summary(order, item.source)
         plan = Plan(index, order, state, record, version, summary)
-        reason = pipeline.skip_reason(version, state)
+        reason = pipeline.decision(version, state, item.recheck)
         if reason is None:
+            if pipeline.late_write_possible(state, services.settings):
+                summary["recheck"] = True
             plans.append(plan)
         else:
             skips.append((plan, reason))

@@ -31,6 +31,7 @@ process's coalescer (``magsync.sync.coalescer``), which applies many at once
 """
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -62,6 +63,8 @@ class Prepared:
     order: object
     source: str
     event_id: str | None = None
+    tied: bool = False  # another event of the batch has its updated_at and other fields
+    recheck: bool = False  # a late-write check: written even when the ledger has its fields
 
 
 def sync_order(event, services):
@@ -99,13 +102,13 @@ def prepare(event, services):
             "Magento order failed validation",
             errors=[{"updated_at": ["Lies more than MAGSYNC_MAX_CLOCK_SKEW in the future."]}],
         )
-    return Prepared(event, order, source, event_id)
+    return Prepared(event, order, source, event_id, recheck=bool(event.get("recheck")))
 
 
 def apply_one(prepared, services):
     """Apply one prepared order under its locks (steps 2 to 4 of the module)."""
     with services.ledger.locks() as locks:
-        return _apply(prepared.order, prepared.source, services, locks, prepared.event_id)
+        return _apply(prepared, services, locks)
 
 
 def order_locks(order):
@@ -180,18 +183,74 @@ def skip_reason(version, state):
     return None
 
 
-def _apply(order, source, services, locks, event_id=None):
+def decision(version, state, recheck=False):
+    """``skip_reason``, except that a late-write check writes an unchanged version again."""
+    reason = skip_reason(version, state)
+    return None if recheck and reason == "unchanged" else reason
+
+
+def late_write_possible(state, settings, now=None):
+    """A write of this order began within ``MAGSYNC_LATE_WRITE_WINDOW`` and was never confirmed.
+
+    A call that timed out, or whose worker died, may still be carried out by Salesforce after a
+    newer version was written, and put the older version back. A write made now is therefore
+    written again once the window has passed (the task shell publishes a ``recheck`` event):
+    by then the earlier call has landed or never will.
+    """
+    if state is None or not state.in_doubt:
+        return False
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    return (now - state.apply_started_at).total_seconds() < settings.late_write_window
+
+
+def _apply(prepared, services, locks):
+    order, source = prepared.order, prepared.source
     # The edited order before its parent, as every session takes them (``magsync.ledger.locks``).
     locks.acquire_many(order_locks(order))
     state = services.ledger.order(order.increment_id)
-    record = primary_record(order, state, services.settings)
-    version = order_version(order, record, source, event_id)
+    order, record, version = planned(
+        order, state, source, prepared.event_id, services, tied=prepared.tied
+    )
     summary = order_summary(order, source)
-    reason = skip_reason(version, state)
+    reason = decision(version, state, prepared.recheck)
     if reason is not None:
         services.ledger.skip(version, reason)
         return report_skipped(summary, reason)
+    if late_write_possible(state, services.settings):
+        summary["recheck"] = True
     return _write(order, record, state, version, services, locks, summary)
+
+
+def planned(order, state, source, event_id, services, tied=False):
+    """``(order, record, version)`` to decide on, under the order's lock.
+
+    Magento keeps ``updated_at`` to the second, so two saves within one second (placed and
+    invoiced by one request, a refund right after) are two versions with one ``updated_at``.
+    When the version in hand ties with the ledger's (or, with ``tied``, with another event of the
+    batch) and maps to other fields, which is newer cannot be told from the two: this one may
+    have been read before the other was saved and reached the lock after it. The store is read
+    again, under the lock, and that version is the one decided on: it is at least as new as any
+    version a worker applied before the lock was taken. Without REST the later arrival wins.
+    """
+    record = primary_record(order, state, services.settings)
+    version = order_version(order, record, source, event_id)
+    if source == "rest" and services.magento is not None and (tied or ties(version, state)):
+        document = services.magento.get_order(order.entity_id)
+        redact.remember(document)
+        order = load_order(document)
+        record = primary_record(order, state, services.settings)
+        version = order_version(order, record, source, event_id)
+    return order, record, version
+
+
+def ties(version, state):
+    """``version`` has the ``updated_at`` of the ledger's last applied version, other fields."""
+    return (
+        state is not None
+        and state.updated_at is not None
+        and version.updated_at.replace(tzinfo=None) == state.updated_at
+        and version.payload_hash != state.payload_hash
+    )
 
 
 def order_summary(order, source):

@@ -2,7 +2,9 @@
 
 ``sync_order(event)`` ends in one of three ways, never in an acknowledged loss:
 
-- synced (or skipped as stale or unchanged by the pipeline): acknowledged;
+- synced (or skipped as stale or unchanged by the pipeline): acknowledged; an order written
+  while an earlier write of it was in doubt is also published again, as a late-write check
+  (``recheck``) that runs after ``MAGSYNC_LATE_WRITE_WINDOW``;
 - a failure ``magsync.worker.decision`` says to retry: published again with its countdown; the
   delay is parked in RabbitMQ (quorum queue and Celery's native delayed delivery), never held by
   the worker, so RabbitMQ's consumer timeout cannot fire. Should that publish fail, the message
@@ -173,7 +175,22 @@ def sync_order(task, event, attempts=0, first_failed_at=None):
         context.breaker.release()
     else:
         context.breaker.success()
+    if result and result.get("recheck"):
+        raise _recheck(task, event, context.settings)
     return result
+
+
+def _recheck(task, event, settings):
+    """Publish the order's late-write check (``pipeline.late_write_possible``): the same event,
+    to be written again once ``MAGSYNC_LATE_WRITE_WINDOW`` has passed; the ``Retry`` to raise."""
+    check = {key: value for key, value in event.items() if key != "adobe_event_id"}
+    check["recheck"] = True
+    countdown = math.ceil(settings.late_write_window)
+    log.info(
+        "order written while an earlier write was in doubt; it is written again later",
+        extra={"order": event.get("increment_id"), "countdown": countdown},
+    )
+    return _retry(task, countdown, args=(check,), attempts=0, first_failed_at=None)
 
 
 def _failed(task, context, event, exc, attempts, first_failed_at):
@@ -238,10 +255,12 @@ def _set_aside(task, context, event, decision, now):
     alerts.capture_dead_letter(error, order)
 
 
-def _retry(task, countdown, **kwargs):
-    """Publish the task again to run in ``countdown`` seconds; the ``Retry`` to raise."""
+def _retry(task, countdown, args=None, **kwargs):
+    """Publish the task again (with ``args``, else its own) to run in ``countdown`` seconds;
+    the ``Retry`` to raise."""
     try:
         return task.retry(
+            args=args,
             countdown=countdown,
             kwargs=kwargs,
             max_retries=None,
