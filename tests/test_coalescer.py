@@ -180,3 +180,32 @@ def test_an_order_busy_in_another_worker_makes_its_batch_wait_not_fail(org, make
         assert [o["sf_created"] for o in outcomes] == [True, True]
     finally:
         other.close()
+
+
+def test_above_the_api_budget_a_lone_order_lingers_longer_for_company(org, make):
+    services, _ = make(MAGSYNC_BATCH_SIZE=200, MAGSYNC_BATCH_LINGER_MS=200)
+    factor = [1.0]
+    coalescer = Coalescer(services, services.settings, linger_factor=lambda: factor[0])
+
+    def pair(first, second):
+        """Sync ``first``, and ``second`` 0.45 s later (past the linger, within four times it)."""
+        outcomes = {}
+
+        def late():
+            time.sleep(0.45)
+            outcomes["second"] = sync_coalesced(second, services, coalescer)
+
+        thread = threading.Thread(target=late)
+        thread.start()
+        outcomes["first"] = sync_coalesced(first, services, coalescer)
+        thread.join(30)
+        return outcomes["first"].get("batch"), outcomes["second"].get("batch")
+
+    try:
+        events = [event(f"{330000000 + n}") for n in range(5)]
+        sync_coalesced(events[4], services, coalescer)  # the ledger made, the session opened
+        assert pair(events[0], events[1]) == (None, None)  # under budget: each went alone
+        factor[0] = 4.0  # above the budget (``pacing.linger_for``)
+        assert pair(events[2], events[3]) == (2, 2)  # the first waited for the second
+    finally:
+        coalescer.close()

@@ -9,11 +9,13 @@ Salesforce calls, in flight at most):
 
 - as soon as ``MAGSYNC_BATCH_SIZE`` orders wait;
 - else ``MAGSYNC_BATCH_LINGER_MS`` after the oldest of them arrived, when no other batch of the
-  process is being written: an order that comes alone waits that long and no more;
+  process is being written: an order that comes alone waits that long and no more (four times
+  as long while the org's API usage is above ``MAGSYNC_API_BUDGET``: ``sync.pacing``);
 - while another batch is being written, once it ends (group commit: a call costs the same for
   one order or two hundred, so what arrives meanwhile goes together), or ``BEHIND_LIMIT``
   seconds after the oldest arrived, whichever comes first.
- Each task returns its own order's outcome: it acks only
+
+Each task returns its own order's outcome: it acks only
 once its own record was confirmed and recorded, and a record-level failure retries or
 dead-letters that order only (the task shell decides, as without coalescing).
 
@@ -33,7 +35,7 @@ import time
 
 from magsync import redact
 from magsync.errors import RetryLater
-from magsync.sync import pipeline
+from magsync.sync import pacing, pipeline
 from magsync.sync.batch import write_batch
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,12 @@ class _Pending:
 class Coalescer:
     """Batches the orders of one worker process (see the module); thread-safe."""
 
-    def __init__(self, services, settings, clock=time.monotonic):
+    def __init__(self, services, settings, clock=time.monotonic, linger_factor=None):
         self.services = services
         self.size = settings.batch_size
         self.linger = settings.batch_linger_ms / 1000.0
+        # Above the API budget live orders linger longer, to fill batches (``sync.pacing``).
+        self._linger_factor = linger_factor or pacing.linger_factor
         self.timeout = settings.batch_timeout
         self.flushers = settings.salesforce_concurrency
         self._clock = clock
@@ -177,9 +181,10 @@ class Coalescer:
 
     def _due(self, arrived):
         """When a batch that is not full goes, its oldest order having ``arrived``."""
+        linger = self.linger * self._linger_factor()
         if self._writing:
-            return arrived + max(self.linger, BEHIND_LIMIT)
-        return arrived + self.linger
+            return arrived + max(linger, BEHIND_LIMIT)
+        return arrived + linger
 
     def _flush(self, batch):
         outcomes = [None] * len(batch)
