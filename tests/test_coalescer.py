@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from magsync.errors import InvalidOrder, RetryLater
+from magsync.errors import DeadLetter, InvalidOrder, RetryLater
 from magsync.ledger import LockName
 from magsync.settings import Settings
 from magsync.sync.coalescer import Coalescer, sync_coalesced
@@ -209,3 +209,41 @@ def test_above_the_api_budget_a_lone_order_lingers_longer_for_company(org, make)
         assert pair(events[2], events[3]) == (2, 2)  # the first waited for the second
     finally:
         coalescer.close()
+
+
+def test_a_batch_reads_its_orders_from_the_store_in_one_request(org, tmp_path):
+    from magsync.sandbox.magento import SandboxStore
+
+    with SandboxStore(seed=29) as store:
+        values = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'read-ledger.db'}",
+            **org.settings(),
+            **store.settings(),
+            "MAGSYNC_BATCH_SIZE": "7",
+            "MAGSYNC_BATCH_LINGER_MS": "60000",  # the batch goes when all seven are in
+        }
+        settings = Settings.from_env(values)
+        services = Services.build(settings)
+        coalescer = Coalescer(services, settings)
+        try:
+            orders = [store.place_order() for _ in range(6)]
+            for placed in orders[:3]:
+                store.invoice(placed["entity_id"])  # the webhooks' payloads are now old
+            events = [
+                {"entity_id": o["entity_id"], "increment_id": o["increment_id"], "order": o}
+                for o in orders
+            ]
+            events.append({"entity_id": 987654, "increment_id": "000987654"})
+            seen = len(store.requests())
+            outcomes = run_all(events, services, coalescer)
+            reads = store.requests(seen)
+        finally:
+            coalescer.close()
+            services.close()
+    assert [(r["method"], r["path"]) for r in reads] == [("GET", "/rest/V1/orders")]
+    assert "condition_type%5D=in" in reads[0]["query"] or "condition_type]=in" in reads[0]["query"]
+    assert [o["state"] for o in outcomes[:6]] == ["processing"] * 3 + ["new"] * 3
+    assert all(o["source"] == "rest" for o in outcomes[:6])
+    assert isinstance(outcomes[6], DeadLetter) and outcomes[6].reason == "magento_order_not_found"
+    numbers = {r["Magento_Order_ID__c"] for r in org.records("Opportunity")}
+    assert {o["increment_id"] for o in orders} <= numbers and "000987654" not in numbers

@@ -9,12 +9,14 @@ import pytest
 from magsync.errors import RetryLater
 from magsync.magento.client import MagentoClient
 from magsync.magento.walk import (
+    MAX_PAGE_SIZE,
     SCAN_FIELDS,
     Cursor,
     OrderWalk,
     StorePagingError,
     check_page,
     fields_param,
+    ids_params,
     is_last_page,
     magento_time,
     search_params,
@@ -366,3 +368,15 @@ def test_the_page_size_setting_is_checked(raw):
     with pytest.raises(ConfigError, match="MAGSYNC_RECONCILE_PAGE_SIZE"):
         Settings.from_env({"MAGSYNC_RECONCILE_PAGE_SIZE": raw})
     assert Settings.from_env({}).reconcile_page_size == 100
+
+
+def test_a_page_of_orders_by_id_names_them_all_and_refuses_more_than_a_page():
+    params = dict(ids_params([5, "12", 7]))
+    assert params["searchCriteria[filter_groups][0][filters][0][field]"] == "entity_id"
+    assert params["searchCriteria[filter_groups][0][filters][0][value]"] == "5,12,7"
+    assert params["searchCriteria[filter_groups][0][filters][0][condition_type]"] == "in"
+    assert params["searchCriteria[pageSize]"] == "3"
+    with pytest.raises(ValueError):
+        ids_params([])
+    with pytest.raises(ValueError):
+        ids_params(range(1, MAX_PAGE_SIZE + 2))

@@ -178,6 +178,25 @@ def search_params(cursor, *, until=None, store_id=None, page_size=DEFAULT_PAGE_S
     return params
 
 
+def ids_params(entity_ids, fields=None):
+    """The query parameters of one page holding the orders ``entity_ids`` (at most
+    ``MAX_PAGE_SIZE``): ``entity_id in (...)``, as ``(key, value)`` pairs."""
+    ids = [str(int(entity_id)) for entity_id in entity_ids]
+    if not ids or len(ids) > MAX_PAGE_SIZE:
+        raise ValueError(f"between 1 and {MAX_PAGE_SIZE} order ids per page, not {len(ids)}")
+    prefix = "searchCriteria[filter_groups][0][filters][0]"
+    params = [
+        (f"{prefix}[field]", "entity_id"),
+        (f"{prefix}[value]", ",".join(ids)),
+        (f"{prefix}[condition_type]", "in"),
+        ("searchCriteria[pageSize]", str(len(ids))),
+        ("searchCriteria[currentPage]", "1"),
+    ]
+    if fields is not None:
+        params.append(("fields", fields))
+    return params
+
+
 def is_last_page(count, total_count, page_size):
     """True when a page of ``count`` orders out of ``total_count`` after the cursor ends the walk.
 

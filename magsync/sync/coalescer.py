@@ -1,9 +1,11 @@
 """A worker process's coalescer: the orders its tasks hold, written to Salesforce together.
 
 Each task of a coalescing worker (``MAGSYNC_BATCH_SIZE`` > 1, Celery's thread pool) prepares its
-order (``pipeline.prepare``: the fresh read from Magento, validation, the duplicate check), hands
-it to the process's ``Coalescer`` and waits for its own outcome. The coalescer sends what is
-pending as one batch (``magsync.sync.batch.write_batch``) on one of
+order (``pipeline.prepare``: the duplicate check; validation of a webhook's payload), hands it to
+the process's ``Coalescer`` and waits for its own outcome. The coalescer reads the orders of a
+batch from the store in one search (``pipeline.read_orders``: one Magento request for up to 200
+orders, made when the batch goes, so each is as fresh as it can be) and sends the batch
+(``magsync.sync.batch.write_batch``) on one of
 ``MAGSYNC_SALESFORCE_CONCURRENCY`` flusher threads (so a process has that many batches, and
 Salesforce calls, in flight at most):
 
@@ -49,7 +51,7 @@ BEHIND_LIMIT = 1.0
 def sync_coalesced(event, services, coalescer):
     """``pipeline.sync_order`` for a coalescing worker: prepare in the calling task, apply in a
     batch, return (or raise) this order's own outcome."""
-    prepared = pipeline.prepare(event, services)
+    prepared = pipeline.prepare(event, services, read=False)
     if not isinstance(prepared, pipeline.Prepared):
         return prepared
     return coalescer.submit(prepared)
@@ -63,6 +65,7 @@ class _Pending:
         self.arrived = arrived
         self.state = WAITING
         self.outcome = None
+        self.document = None  # the store's order, once its batch read it
         self.done = threading.Event()
 
     def resolve(self, outcome):
@@ -70,7 +73,12 @@ class _Pending:
         self.done.set()
 
     def result(self):
-        """The outcome: a summary, or its exception raised (a copy: many tasks may share one)."""
+        """The outcome: a summary, or its exception raised (a copy: many tasks may share one).
+
+        Called on the task's thread, which then also redacts the buyer of the store's version.
+        """
+        if self.document is not None:
+            redact.remember(self.document)
         if isinstance(self.outcome, BaseException):
             try:
                 own = copy.copy(self.outcome)
@@ -123,7 +131,7 @@ class Coalescer:
             return item.result()
         log.warning(
             "order batch timed out",
-            extra={"order": item.prepared.order.increment_id, "started": started},
+            extra={"order": item.prepared.event.get("increment_id"), "started": started},
         )
         raise RetryLater(
             f"the order's batch did not finish within {self.timeout:g} s",
@@ -205,7 +213,16 @@ class Coalescer:
 
     def _write(self, batch):
         try:
-            return write_batch([item.prepared for item in batch], self.services)
+            prepared = pipeline.read_orders([item.prepared for item in batch], self.services)
+            ready = [i for i, item in enumerate(prepared) if isinstance(item, pipeline.Prepared)]
+            outcomes = [None if i in ready else failure for i, failure in enumerate(prepared)]
+            for i in ready:
+                batch[i].document = prepared[i].document
+            if ready:
+                written = write_batch([prepared[i] for i in ready], self.services)
+                for i, outcome in zip(ready, written, strict=True):
+                    outcomes[i] = outcome
+            return outcomes
         except Exception as exc:  # a fault of the batch itself: every order of it meets it
             log.exception("order batch failed", extra={"orders": len(batch)})
             return [exc] * len(batch)

@@ -38,7 +38,7 @@ import logging
 from dataclasses import dataclass
 
 from magsync import redact
-from magsync.errors import InvalidOrder
+from magsync.errors import InvalidOrder, classify_magento
 from magsync.ledger import LedgerUnavailable, LockName, Version
 from magsync.magento.fields import too_far_ahead
 from magsync.mapping.common import customer_key
@@ -52,6 +52,8 @@ from magsync.sync.writes import write_lead, write_opportunity
 log = logging.getLogger(__name__)
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# What Magento answers ``GET /V1/orders/{id}`` for an order it does not have (404).
+NOT_IN_STORE = "The entity that was requested doesn't exist. Verify the entity and try again."
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Prepared:
     event_id: str | None = None
     tied: bool = False  # another event of the batch has its updated_at and other fields
     recheck: bool = False  # a late-write check: written even when the ledger has its fields
+    document: dict | None = None  # the store's order as read (None: not read, or the payload)
 
 
 def sync_order(event, services):
@@ -80,14 +83,21 @@ def sync_order(event, services):
     return apply_one(prepared, services)
 
 
-def prepare(event, services):
+def prepare(event, services, read=True):
     """The ``Prepared`` order of ``event``, or the summary of a duplicate skipped (see
-    ``sync_order``). Raises ``InvalidOrder`` for an order that fails validation."""
+    ``sync_order``). Raises ``InvalidOrder`` for an order that fails validation.
+
+    With ``read=False`` an order the store is asked for is left unread (``order`` None) for
+    ``read_orders`` to read with others.
+    """
     services.ledger.ready()
     _prune_event_ids(services.ledger)
     event_id = event.get("adobe_event_id")
+    recheck = bool(event.get("recheck"))
     if event_id and services.ledger.event_applied(event_id):
         return _skip_duplicate(event, event_id, services.ledger)
+    if services.magento is not None and not read:
+        return Prepared(event, None, "rest", event_id, recheck=recheck)
     if services.magento is not None:
         document = services.magento.get_order(event["entity_id"])
         source = "rest"
@@ -102,7 +112,32 @@ def prepare(event, services):
             "Magento order failed validation",
             errors=[{"updated_at": ["Lies more than MAGSYNC_MAX_CLOCK_SKEW in the future."]}],
         )
-    return Prepared(event, order, source, event_id, recheck=bool(event.get("recheck")))
+    return Prepared(event, order, source, event_id, recheck=recheck)
+
+
+def read_orders(prepared, services):
+    """``prepared`` with each unread order (``prepare(read=False)``) read from the store, all in
+    one search (``MagentoClient.get_orders``); in an order's place its own failure (not in the
+    store: ``magento_order_not_found``; ``InvalidOrder``), or the search's when it failed."""
+    unread = [item for item in prepared if item.order is None]
+    if not unread:
+        return list(prepared)
+    try:
+        documents = services.magento.get_orders([item.event["entity_id"] for item in unread])
+    except Exception as exc:  # the search itself: every unread order meets it
+        return [exc if item.order is None else item for item in prepared]
+    return [item if item.order is not None else _read(item, documents) for item in prepared]
+
+
+def _read(prepared, documents):
+    document = documents.get(int(prepared.event["entity_id"]))
+    if document is None:
+        return classify_magento(404, {"message": NOT_IN_STORE})
+    redact.remember(document)
+    try:
+        return dataclasses.replace(prepared, order=load_order(document), document=document)
+    except InvalidOrder as exc:
+        return exc
 
 
 def apply_one(prepared, services):
