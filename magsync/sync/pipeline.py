@@ -51,6 +51,8 @@ from magsync.sync.writes import write_lead, write_opportunity
 log = logging.getLogger(__name__)
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The sources of events published by magsync's own walks of the store.
+WALK_SOURCES = {"backfill": "backfill", "reconcile": "reconcile"}
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def prepare(event, services):
         return _skip_duplicate(event, event_id, services.ledger)
     if services.magento is not None:
         document = services.magento.get_order(event["entity_id"])
-        source = "rest"
+        # A walk of the store names itself (``backfill``); a webhook's event is read back.
+        source = WALK_SOURCES.get(event.get("source"), "rest")
         redact.remember(document)  # the store's version may name the buyer differently
     else:
         document = event["order"]

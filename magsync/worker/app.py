@@ -40,7 +40,8 @@ class LoopFlushedDispatcher(EventDispatcher):
 
 
 def create_worker_app(settings):
-    """The Celery app a worker runs: ``magsync.sync_order`` registered, topology declared.
+    """The Celery app a worker runs: ``magsync.sync_order`` and ``magsync.backfill_order``
+    registered, topology declared.
 
     Builds nothing else but the Salesforce call rate the pool processes will share
     (``celery.magsync_rate``, see ``magsync.worker.pacing``, made here, before the pool forks):
@@ -63,4 +64,5 @@ def create_worker_app(settings):
     celery.magsync_rate = pacing.shared_rate(settings)
     celery.steps["consumer"].add(DeclareTopology)
     celery.task(**task.TASK_OPTIONS)(task.sync_order)
+    celery.task(**task.BACKFILL_TASK_OPTIONS)(task.backfill_order)
     return celery
