@@ -142,7 +142,8 @@ class Backfill:
         self.counts.mode = self._mode()
         self._progress()
         stopped = self._pages(walk)
-        if not stopped and self.counts.mode == "bulk":
+        if self.counts.mode == "bulk":
+            # What was collected is written before the checkpoint moves past it.
             self._flush_bulk(walk)
         if not self.plan.dry_run:
             self._save(walk, finished=not stopped)
