@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from magsync.ledger import Ledger
+from magsync.ledger.models import utcnow
 from magsync.messaging.app import create_celery
 from magsync.messaging.dead_letters import DeadLetters
 from magsync.sandbox.magento import SandboxStore
@@ -246,3 +247,22 @@ def test_a_large_backfill_writes_through_bulk_api_and_dead_letters_refused_rows(
     assert "161 scanned, 1 to sync" in again.stdout, again.stderr
     # The refused order is to sync again (nothing was applied); the others cost nothing.
     assert stack.calls() - calls <= 12
+
+
+def test_the_backfill_worker_waits_while_the_orgs_usage_pauses_backfills(stack_factory):
+    stack = stack_factory(MAGSYNC_API_PROBE_INTERVAL="1")
+    orders = place(stack.store, 30)
+    # The org is past MAGSYNC_API_BUDGET (80 %) but under the halt: live orders would run.
+    stack.org.set_limits(daily_limit=10_000, api_usage=8_500)
+    stack.ledger.share_api_usage(8_500, 10_000, utcnow(), 0.95)
+    worker = stack.backfill_worker()
+    run = stack.start_backfill("--since", "2024-01-01")
+
+    wait_for(lambda: worker.log().count("retry: Retry in") >= 30, 60, "every order to wait")
+    assert stack.opportunities() == {}
+    stack.org.set_limits(api_usage=1_000)  # the next probe (GET /limits) reads it
+    out, err = run.communicate(timeout=90)
+    assert run.returncode == 0, err
+    assert "30 scanned, 30 to sync, 30 synced, 0 failed" in out
+    assert len(stack.opportunities()) == len(orders)
+    assert stack.org.stats()["calls_by_kind"].get("limits", 0) >= 1

@@ -5,6 +5,10 @@ import sys
 
 from celery import bootsteps
 from celery.events.dispatcher import EventDispatcher
+from kombu.transport.native_delayed_delivery import (
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
 
 from magsync.messaging.app import create_celery
 from magsync.worker import pacing, task
@@ -13,7 +17,14 @@ log = logging.getLogger(__name__)
 
 
 class DeclareTopology(bootsteps.StartStopStep):
-    """Declare the dead-letter side and the work queue each time the consumer (re)connects."""
+    """Declare the dead-letter side and the work queues each time the consumer (re)connects,
+    and bind the work queues to Celery's delayed-delivery exchanges.
+
+    Celery binds every queue it knows to those exchanges when its consumer starts, and gives up
+    on one that does not exist yet (the backfill queue on a fresh broker, while only the live
+    worker runs): a retry parked for it would reach no queue. Binding again once the queues
+    exist closes that gap; both steps are idempotent.
+    """
 
     requires = ("celery.worker.consumer.connection:Connection",)
 
@@ -21,6 +32,11 @@ class DeclareTopology(bootsteps.StartStopStep):
         topology = c.app.magsync_topology
         if c.app.conf.broker_url.startswith(("amqp", "pyamqp")):
             topology.declare(c.connection)
+            declare_native_delayed_delivery_exchanges_and_queues(
+                c.connection, c.app.conf.broker_native_delayed_delivery_queue_type
+            )
+            for queue in topology.work_queues:
+                bind_queue_to_native_delayed_delivery_exchange(c.connection, queue)
             log.info("broker topology declared", extra={"namespace": topology.namespace})
 
 
