@@ -4,8 +4,9 @@
 ``rows`` (dicts of field name to value) in ingest jobs of at most ``JOB_RECORDS`` records
 (Salesforce counts one batch per 10,000 records of a job against the org's 15,000 a day), each
 ``POST jobs/ingest``, ``PUT .../batches`` (CSV), ``PATCH`` to ``UploadComplete``, polled until
-``JobComplete``; then it reads each job's ``successfulResults/`` and ``failedResults/``. It
-returns a ``JobOutcome`` per row, in order. ``insert`` does the same for records only ever
+``JobComplete``; then it reads each job's ``successfulResults/`` and, when the job reports failed
+records, ``failedResults/``. It returns a ``JobOutcome`` per row, in order (a row neither result
+names fails with ``UNKNOWN_RESULT``). ``insert`` does the same for records only ever
 created (contact roles).
 
 Values are written as Salesforce's CSV reads them: None as ``#N/A`` (null the field), booleans
@@ -37,8 +38,9 @@ log = logging.getLogger(__name__)
 
 JOB_RECORDS = 10_000
 NULL = "#N/A"
-# Seconds before the first poll of a job (simple-salesforce then polls more slowly, up to 2 s).
-FIRST_POLL = 0.5
+# Seconds before the first poll of a job, and between polls (simple-salesforce's interval grows
+# from this one; at 2 s it stays there): each poll is an API call, and a job takes seconds.
+POLL_INTERVAL = 2.0
 
 
 class BulkJobFailed(RetryLater):
@@ -139,7 +141,7 @@ class BulkClient:
 
     def _job(self, sobject, operation, rows, key, external_id_field):
         handler = getattr(self._client().bulk2, sobject)
-        options = {"records": csv_rows(rows), "batch_size": JOB_RECORDS, "wait": FIRST_POLL}
+        options = {"records": csv_rows(rows), "batch_size": JOB_RECORDS, "wait": POLL_INTERVAL}
         if external_id_field is not None:
             options["external_id_field"] = external_id_field
         try:
@@ -153,8 +155,9 @@ class BulkClient:
             outcomes[record.get(key, "")] = JobOutcome(
                 record.get("sf__Id") or None, record.get("sf__Created") == "true"
             )
-        for record in _read(handler.get_failed_records(job_id)):
-            outcomes[record.get(key, "")] = JobOutcome(error=record.get("sf__Error") or "")
+        if int(result.get("numberRecordsFailed") or 0):  # else a call saved
+            for record in _read(handler.get_failed_records(job_id)):
+                outcomes[record.get(key, "")] = JobOutcome(error=record.get("sf__Error") or "")
         log.info(
             "bulk job complete",
             extra={
