@@ -82,7 +82,10 @@ def _run(settings, plan):
     logs.configure("WARNING")
     stop = threading.Event()
     progress = Progress(sys.stderr)
-    services, sinks, close = _wire(settings, plan, stop, progress)
+    try:
+        services, sinks, close = _wire(settings, plan, stop, progress)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     previous = signal.signal(signal.SIGINT, _interrupt(stop, progress))
     run = Backfill(services, plan, sinks)
     try:
