@@ -210,3 +210,39 @@ def test_an_sf_error_is_read_into_its_code_message_and_fields(text, expected):
         assert message == "unable to obtain exclusive access to this record"
     else:
         assert (code, message, fields) == expected
+
+
+def test_the_bulk_client_upserts_rows_and_reads_each_ones_outcome(org_factory):
+    """``BulkClient`` through simple-salesforce's ``bulk2`` against the sandbox org: quoting,
+    ``#N/A`` for None, a refused row's ``sf__Error``, created then updated."""
+    from magsync.salesforce.auth import TokenProvider
+    from magsync.salesforce.bulk import BulkClient
+    from magsync.salesforce.rest import RestClient, build_session
+
+    org = org_factory()
+    settings = Settings.from_env(org.settings())
+    session = build_session(settings)
+    tokens = TokenProvider(settings, session)
+    bulk = BulkClient(settings, tokens, session, RestClient(settings, tokens, session))
+    common = {"StageName": "Prospecting", "CloseDate": dt.date(2024, 1, 31)}
+    rows = [
+        {"Magento_Order_ID__c": "000000001", "Name": 'Order 1 - "Doe, Jane"', **common},
+        {"Magento_Order_ID__c": "000000002", "Name": "Order 2", "Description": "two\nlines"},
+        {"Magento_Order_ID__c": "000000003", "Amount": Decimal("12.50"), **common},  # no Name
+    ]
+    rows[1].update(common)
+    outcomes = bulk.upsert("Opportunity", "Magento_Order_ID__c", rows)
+    assert [o.ok for o in outcomes] == [True, True, False]
+    assert outcomes[2].error == "REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --"
+    stored = {r["Magento_Order_ID__c"]: r for r in org.records("Opportunity")}
+    assert sorted(stored) == ["000000001", "000000002"]
+    assert stored["000000001"]["Id"] == outcomes[0].record_id and outcomes[0].created
+    assert stored["000000001"]["Name"] == 'Order 1 - "Doe, Jane"'
+    assert stored["000000002"]["Description"] == "two\nlines"
+
+    again = bulk.upsert("Opportunity", "Magento_Order_ID__c", [{**rows[1], "Description": None}])
+    assert again[0].record_id == stored["000000002"]["Id"] and again[0].created is False
+    [updated] = [r for r in org.records("Opportunity") if r["Id"] == again[0].record_id]
+    assert updated["Description"] is None
+    assert bulk.jobs == 2
+    assert bulk.batches_left() == org.stats()["bulk"]["daily_batches"] - 2

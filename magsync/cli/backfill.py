@@ -37,7 +37,7 @@ STOPPED_EXIT = 130  # as a shell reports a command Ctrl-C ended
     help="Wait until the backfill worker has synced every order published.",
 )
 def backfill(since, until, store_code, dry_run, wait):
-    """Sync every order updated since a date that Salesforce lacks in its current version.
+    """Sync the store's order history that Salesforce lacks.
 
     Walks the store's orders oldest first, one page at a time; an order the ledger already
     applied in that version costs nothing. Up to MAGSYNC_BULK_THRESHOLD orders go to the backfill
