@@ -180,13 +180,15 @@ def test_a_dry_run_counts_new_changed_and_unchanged(stack_factory):
 
 
 def test_ctrl_c_stops_at_a_checkpoint_and_the_same_command_resumes(stack_factory):
-    stack = stack_factory(MAGSYNC_RECONCILE_PAGE_SIZE="5")
-    place(stack.store, 400)
+    # One order a page: each page is a search, a ledger read, a confirmed publish and a
+    # checkpoint, so the run lasts long enough to be interrupted.
+    stack = stack_factory(MAGSYNC_RECONCILE_PAGE_SIZE="1")
+    place(stack.store, 150)
     run = stack.start_backfill("--since", "2024-01-01", "--no-wait")
 
     def checkpoint():
         kept = stack.ledger.backfills()
-        return kept[0] if kept and kept[0].scanned >= 20 else None
+        return kept[0] if kept and kept[0].scanned >= 5 else None
 
     wait_for(checkpoint, 60, "the first pages")
     run.send_signal(signal.SIGINT)
@@ -194,16 +196,17 @@ def test_ctrl_c_stops_at_a_checkpoint_and_the_same_command_resumes(stack_factory
     assert run.returncode == 130, err
     assert "backfill stopped" in out and "run the same command again to resume" in out
     [kept] = stack.ledger.backfills()
-    assert 20 <= kept.scanned < 400 and kept.finished_at is None and kept.cursor is not None
+    assert 5 <= kept.scanned < 150 and kept.finished_at is None and kept.cursor is not None
     assert stack.depth("backfill") == kept.to_sync == kept.scanned
 
     resumed = stack.backfill("--since", "2024-01-01", "--no-wait")
     assert resumed.returncode == 0, resumed.stderr
-    assert "backfill finished: 400 scanned, 400 to sync" in resumed.stdout
+    assert "backfill finished: 150 scanned, 150 to sync" in resumed.stdout
+    assert f"s, resumed after {kept.scanned})" in resumed.stdout
     # Each order published once: the rerun went on after the checkpoint.
-    wait_for(lambda: stack.depth("backfill") == 400, 10, "400 messages")
+    wait_for(lambda: stack.depth("backfill") == 150, 10, "150 messages")
     [finished] = stack.ledger.backfills()
-    assert finished.finished_at is not None and finished.scanned == 400
+    assert finished.finished_at is not None and finished.scanned == 150
 
 
 def test_a_large_backfill_writes_through_bulk_api_and_dead_letters_refused_rows(

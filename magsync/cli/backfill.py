@@ -77,6 +77,7 @@ def _plan(since, until, store_code, dry_run, wait):
 def _run(settings, plan):
     from magsync import logs
     from magsync.errors import SyncError
+    from magsync.messaging.broker import BrokerUnavailable
     from magsync.sync.backfill import Backfill
 
     logs.configure("WARNING")
@@ -92,7 +93,7 @@ def _run(settings, plan):
         counts = run.run()
     except ValueError as exc:  # an unknown store view
         raise click.BadParameter(str(exc), param_hint="--store") from None
-    except SyncError as exc:
+    except (SyncError, BrokerUnavailable) as exc:
         progress.end()
         raise click.ClickException(f"backfill stopped: {exc}; run it again to resume") from None
     finally:
@@ -156,9 +157,10 @@ def _summary(counts, stopped, plan):
         )
         return
     elapsed = time.monotonic() - counts.started
+    resumed = f", resumed after {counts.resumed_from}" if counts.resumed_from else ""
     figures = (
         f"{counts.scanned} scanned, {counts.to_sync} to sync, {counts.synced} synced, "
-        f"{counts.failed} failed ({counts.mode}, {elapsed:.1f}s)"
+        f"{counts.failed} failed ({counts.mode}, {elapsed:.1f}s{resumed})"
     )
     if stopped:
         click.echo(f"backfill stopped: {figures}; run the same command again to resume")
