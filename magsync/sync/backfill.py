@@ -43,6 +43,8 @@ WAIT_INTERVAL = 1.0
 # Orders whose outcome one ledger read looks up.
 LOOKUP_CHUNK = 500
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The counts a checkpoint keeps.
+CHECKPOINTED = ("scanned", "to_sync", "synced", "failed")
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,10 @@ class Sinks:
 @dataclass
 class Counts:
     """A run's figures: orders scanned, to sync, synced, failed (dead-lettered); a dry run's
-    new, changed and unchanged; ``total`` the orders in the range (the store's count)."""
+    new, changed and unchanged; ``total`` the orders in the range (the store's count).
+
+    A resumed run counts as synced or failed only what it published itself and what earlier
+    sessions of the run saw settled before they stopped."""
 
     scanned: int = 0
     to_sync: int = 0
@@ -88,7 +93,7 @@ class Counts:
     resumed_from: int = 0
 
     def checkpointed(self):
-        return {k: getattr(self, k) for k in ("scanned", "to_sync", "synced", "failed")}
+        return {name: getattr(self, name) for name in CHECKPOINTED}
 
 
 def store_key(settings, store_code=None):
@@ -166,9 +171,8 @@ class Backfill:
         )
         if checkpoint.cursor is None:
             return magento.walk_orders(plan.since, **options)
-        for name, value in checkpoint.__dict__.items():
-            if name in ("scanned", "to_sync", "synced", "failed"):
-                setattr(self.counts, name, value)
+        for name in CHECKPOINTED:
+            setattr(self.counts, name, getattr(checkpoint, name))
         self.counts.resumed_from = checkpoint.scanned
         updated_at, entity_id = checkpoint.cursor
         cursor = (updated_at.strftime(TIME_FORMAT), entity_id)
