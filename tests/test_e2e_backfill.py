@@ -152,6 +152,7 @@ def test_a_backfill_through_the_queue_syncs_history_and_a_rerun_costs_nothing(st
     assert stack.depth("orders") == 0 and stack.depth("backfill") == 0
     # Not a terminal: one progress line every few seconds, at least the final one.
     assert "backfill: scanned 150/150, to sync 150, synced 150, failed 0" in done.stderr
+    assert "no backfill worker" not in done.stderr
 
     calls = stack.calls()
     again = stack.backfill("--since", "2024-01-01")
@@ -195,6 +196,7 @@ def test_ctrl_c_stops_at_a_checkpoint_and_the_same_command_resumes(stack_factory
     out, err = run.communicate(timeout=60)
     assert run.returncode == 130, err
     assert "backfill stopped" in out and "run the same command again to resume" in out
+    assert f"warning: no backfill worker consumes {stack.namespace}.backfill" in err
     [kept] = stack.ledger.backfills()
     assert 5 <= kept.scanned < 150 and kept.finished_at is None and kept.cursor is not None
     assert stack.depth("backfill") == kept.to_sync == kept.scanned

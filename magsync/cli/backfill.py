@@ -129,6 +129,7 @@ def _wire(settings, plan, stop, progress):
         event, task_id, error, time.time()
     )
     sinks.bulk = BulkClient(settings, writer.tokens, writer.session, writer.rest)
+    _warn_without_worker(celery, topology, settings, progress)
     # The org's usage pauses the bulk path as it pauses the backfill worker.
     pacing.start(None, settings, lambda: services)
 
@@ -137,6 +138,17 @@ def _wire(settings, plan, stop, progress):
         services.close()
 
     return services, sinks, close
+
+
+def _warn_without_worker(celery, topology, settings, progress):
+    from magsync.messaging.broker import consumers
+
+    if consumers(celery, topology.backfill_queue, settings.publish_timeout) == 0:
+        progress.note(
+            f"warning: no backfill worker consumes {topology.backfill_queue.name}: the orders "
+            "this backfill publishes wait there until one runs (scale the Procfile's backfill "
+            "process up)"
+        )
 
 
 def _interrupt(stop, progress):

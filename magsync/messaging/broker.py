@@ -283,3 +283,20 @@ def broker_reachable(url, timeout=2.0, transport_options=None):
         return True
     except BROKER_ERRORS:
         return False
+
+
+def consumers(celery_app, queue, timeout):
+    """How many consumers ``queue`` has (0 when it does not exist yet); None when the broker
+    cannot tell (not RabbitMQ, or unreachable within ``timeout``)."""
+    if not celery_app.conf.broker_url.startswith(("amqp", "pyamqp")):
+        return None
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+            try:
+                _, _, count = conn.default_channel.queue_declare(queue.name, passive=True)
+            except conn.channel_errors:
+                return 0
+            return count
+    except BROKER_ERRORS:
+        return None
