@@ -279,6 +279,12 @@ def _rate_limit(raw):
     return text
 
 
+def _task_rate_limit(raw):
+    """Tasks per worker process as Celery's ``rate_limit`` reads it: ``50/s``, ``600/m``,
+    ``10000/h`` (a bare number is per second)."""
+    return _rate_limit(raw)
+
+
 def _fraction(raw):
     """A share of the org's daily API allowance: 0.8, or 80%."""
     text = raw.strip()
@@ -534,6 +540,19 @@ class Settings:
         _page_size,
         100,
         doc="orders per GET /V1/orders page when magsync reads the store itself (at most 300)",
+    )
+    # -- backfill (magsync backfill) -------------------------------------------------------------
+    bulk_threshold: int = _setting(
+        "MAGSYNC_BULK_THRESHOLD",
+        _int,
+        2000,
+        doc="a backfill of more orders than this writes Opportunities with Bulk API 2.0 jobs",
+    )
+    backfill_rate_limit: str = _setting(
+        "MAGSYNC_BACKFILL_RATE_LIMIT",
+        _task_rate_limit,
+        "50/s",
+        doc="backfilled orders a backfill worker process starts at most (Celery rate_limit)",
     )
     # -- operations -----------------------------------------------------------------------------
     sentry_dsn: str = _setting("SENTRY_DSN", _str, secret=True)

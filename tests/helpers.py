@@ -52,7 +52,7 @@ def delete_namespace(url, namespace):
     """Remove a test namespace's queues and exchanges from the broker."""
     with Connection(url) as conn:
         channel = conn.default_channel
-        for queue in (f"{namespace}.orders", f"{namespace}.dead"):
+        for queue in (f"{namespace}.orders", f"{namespace}.backfill", f"{namespace}.dead"):
             channel.queue_delete(queue)
         control = (f"{namespace}.pidbox", f"reply.{namespace}.pidbox")  # remote control
         for exchange in (namespace, f"{namespace}.dead", *control):

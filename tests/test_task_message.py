@@ -32,7 +32,10 @@ def without_sentry(properties):
     }
 
 
-def test_the_message_is_the_one_celery_sends(rabbitmq_url, broker_namespace):
+@pytest.mark.parametrize(
+    ("task", "queue"), [("magsync.sync_order", "orders"), ("magsync.backfill_order", "backfill")]
+)
+def test_the_message_is_the_one_celery_sends(rabbitmq_url, broker_namespace, task, queue):
     celery = create_celery(
         Settings.from_env(
             {"CELERY_BROKER_URL": rabbitmq_url, "MAGSYNC_BROKER_NAMESPACE": broker_namespace}
@@ -46,25 +49,28 @@ def test_the_message_is_the_one_celery_sends(rabbitmq_url, broker_namespace):
     task_id = "000000123:0f1e2d3c4b5a69788796a5b4c3d2e1f0"
     with Connection(rabbitmq_url) as conn:
         topology.declare(conn)
+    # The backfill task is routed to its queue by the app's configuration, not by the caller.
+    where = {} if queue == "backfill" else {"queue": topology.work_queue}
+    routing_key = f"{broker_namespace}.{queue}"
     celery.send_task(
-        "magsync.sync_order",
+        task,
         args=[event],
         task_id=task_id,
         argsrepr=task_argsrepr(event),
         kwargsrepr="{}",
-        queue=topology.work_queue,
-        routing_key=topology.work_routing_key,
+        routing_key=routing_key,
+        **where,
     )
     with amqp.Connection("127.0.0.1:5672") as conn:
         channel = conn.channel()
-        built = sync_order_message(event, task_id, reply_to=celery.thread_oid)
-        channel.basic_publish(built, topology.exchange.name, topology.work_routing_key)
-        sent_by_celery = channel.basic_get(f"{broker_namespace}.orders", no_ack=True)
-        sent_by_magsync = channel.basic_get(f"{broker_namespace}.orders", no_ack=True)
+        built = sync_order_message(event, task_id, reply_to=celery.thread_oid, task_name=task)
+        channel.basic_publish(built, topology.exchange.name, routing_key)
+        sent_by_celery = channel.basic_get(f"{broker_namespace}.{queue}", no_ack=True)
+        sent_by_magsync = channel.basic_get(f"{broker_namespace}.{queue}", no_ack=True)
     assert sent_by_magsync.properties == without_sentry(sent_by_celery.properties)
     assert sent_by_magsync.body == sent_by_celery.body
     headers = sent_by_magsync.headers
-    assert headers["task"] == "magsync.sync_order"
+    assert headers["task"] == task
     assert headers["id"] == headers["root_id"] == task_id
     assert headers["argsrepr"] == "order 000000123 (entity 123)"
     assert "jane.doe@example.com" not in repr(headers)

@@ -96,5 +96,6 @@ def check_broker(ctx):
         topology.dead_queue,
         topology.exchange,
         topology.work_queue,
+        topology.backfill_queue,
     ):
         yield _probe(connection, entity, settings.broker_namespace)

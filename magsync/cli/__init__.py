@@ -15,6 +15,7 @@ from magsync.settings import ConfigError
         "db": "magsync.cli.ledger:db",
         "trace": "magsync.cli.ledger:trace",
         "dead": "magsync.cli.dead:dead",
+        "backfill": "magsync.cli.backfill:backfill",
         "sandbox": "magsync.sandbox.cli:sandbox",
         "stack": "magsync.sandbox.cli:stack",
     },
@@ -48,8 +49,16 @@ def load_env_file(path):
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option(
+    "--queues",
+    default="orders",
+    show_default=True,
+    help="The queues to consume, comma-separated: orders (live orders), backfill (what "
+    "`magsync backfill` publishes), or full queue names. The Procfile's backfill process runs "
+    "`magsync worker --queues backfill`.",
+)
 @click.pass_context
-def worker(ctx):
+def worker(ctx, queues):
     """Run the Celery worker that syncs orders.
 
     With MAGSYNC_BATCH_SIZE above 1 (the default) it runs MAGSYNC_WORKER_THREADS threads that
@@ -84,13 +93,25 @@ def worker(ctx):
             "--concurrency",
             str(settings.worker_pool_size),
             "--queues",
-            f"{settings.broker_namespace}.orders",
+            queue_names(queues, settings.broker_namespace),
             "--task-events",
             "--without-gossip",
             "--without-mingle",
             *ctx.args,
         ]
     )
+
+
+def queue_names(queues, namespace):
+    """Full queue names for ``--queues``: ``orders`` and ``backfill`` are the namespace's."""
+    names = []
+    for name in (part.strip() for part in queues.split(",")):
+        if not name:
+            continue
+        names.append(f"{namespace}.{name}" if name in ("orders", "backfill") else name)
+    if not names:
+        raise click.BadParameter("name at least one queue", param_hint="--queues")
+    return ",".join(names)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

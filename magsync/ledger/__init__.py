@@ -6,7 +6,7 @@ Lead, Account, Contact, contact role), the sync status, attempts and last error,
 each buyer (by email) the Account and Contact; the org's daily API usage as the newest answer
 any worker saw reported it (``magsync.sync.pacing``); and for each order a history of events:
 
-- ``received``: an event reached the pipeline (``source`` webhook or rest);
+- ``received``: an event reached the pipeline (``source`` webhook, rest, backfill or bulk);
 - ``skipped_stale``: its ``updated_at`` was older than the last applied version;
 - ``skipped_unchanged``: it would have written exactly what Salesforce already holds;
 - ``skipped_duplicate``: its event id was applied already (a sender's redelivery), so neither
@@ -26,6 +26,7 @@ orders of one buyer) across workers.
 from magsync.ledger.locks import LockName, LockTimeout
 from magsync.ledger.store import (
     Applied,
+    Checkpoint,
     Customer,
     Ledger,
     LedgerUnavailable,
@@ -48,6 +49,7 @@ EVENT_KINDS = (
 __all__ = [
     "EVENT_KINDS",
     "Applied",
+    "Checkpoint",
     "Customer",
     "Ledger",
     "LedgerUnavailable",

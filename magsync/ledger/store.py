@@ -32,6 +32,7 @@ from magsync.ledger.locks import AdvisoryLocks, FileLocks
 from magsync.ledger.models import (
     ApiUsageRow,
     AppliedEventRow,
+    BackfillRow,
     CustomerRow,
     EventRow,
     OrderRow,
@@ -181,6 +182,43 @@ class SharedUsage:
     @classmethod
     def of(cls, row):
         return cls(row.used, row.api_limit, row.observed_at, row.halted_since, row.probe_at)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a backfill run stands (see ``BackfillRow``); ``cursor`` is ``(updated_at,
+    entity_id)`` of the last order handled, None before the first."""
+
+    run_key: str
+    store_key: str
+    since: dt.datetime
+    until: dt.datetime | None
+    cursor: tuple | None
+    scanned: int = 0
+    to_sync: int = 0
+    synced: int = 0
+    failed: int = 0
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, row):
+        cursor = None
+        if row.cursor_updated_at is not None:
+            cursor = (row.cursor_updated_at, row.cursor_entity_id)
+        return cls(
+            row.run_key,
+            row.store_key,
+            row.since,
+            row.until,
+            cursor,
+            row.scanned,
+            row.to_sync,
+            row.synced,
+            row.failed,
+            row.started_at,
+            row.finished_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -662,6 +700,70 @@ class Ledger:
                 if tries_left and isinstance(exc.__context__, IntegrityError):
                     continue
                 raise
+
+    # -- backfill checkpoints (``magsync.sync.backfill``) -----------------------------------------
+
+    def backfill_checkpoint(self, run_key):
+        """The ``Checkpoint`` of run ``run_key``, or None."""
+        with self._transaction() as session:
+            row = session.get(BackfillRow, run_key)
+            return Checkpoint.of(row) if row is not None else None
+
+    def start_backfill(self, run_key, store_key, since, until=None):
+        """The run's ``Checkpoint`` to go on from: the one kept when the run stopped before its
+        end, else a fresh one (a finished run starts over; its unchanged orders cost nothing)."""
+        with self._transaction() as session:
+            row = session.get(BackfillRow, run_key)
+            if row is not None and row.finished_at is None:
+                return Checkpoint.of(row)
+            if row is None:
+                row = BackfillRow(run_key=run_key)
+                session.add(row)
+            row.store_key, row.since, row.until = store_key, naive_utc(since), naive_utc(until)
+            row.cursor_updated_at = row.cursor_entity_id = row.finished_at = None
+            row.scanned = row.to_sync = row.synced = row.failed = 0
+            row.started_at = utcnow()
+            session.flush()
+            return Checkpoint.of(row)
+
+    def save_backfill(self, run_key, cursor, counts, finished=False):
+        """Keep where run ``run_key`` stands: ``cursor`` (``(updated_at, entity_id)``, None to
+        keep the last) and ``counts`` (``scanned``, ``to_sync``, ``synced``, ``failed``).
+
+        ``finished`` ends the run, and prunes the checkpoints of the store's older runs that
+        lie within its range (what they had left to do, this run did)."""
+        with self._transaction() as session:
+            row = session.get(BackfillRow, run_key)
+            if row is None:
+                raise KeyError(f"no backfill run {run_key}")
+            if cursor is not None:
+                row.cursor_updated_at, row.cursor_entity_id = naive_utc(cursor[0]), cursor[1]
+            for name in ("scanned", "to_sync", "synced", "failed"):
+                if name in counts:
+                    setattr(row, name, counts[name])
+            if finished:
+                row.finished_at = utcnow()
+                self._prune_backfills(session, row)
+            return Checkpoint.of(row)
+
+    def _prune_backfills(self, session, row):
+        older = select(BackfillRow).where(
+            BackfillRow.store_key == row.store_key,
+            BackfillRow.run_key != row.run_key,
+            BackfillRow.started_at <= row.started_at,
+            BackfillRow.since >= row.since,
+        )
+        for other in session.scalars(older).all():
+            if row.until is None or (other.until is not None and other.until <= row.until):
+                session.delete(other)
+
+    def backfills(self, store_key=None):
+        """Every kept ``Checkpoint`` (of one store), newest first."""
+        with self._transaction() as session:
+            query = select(BackfillRow).order_by(BackfillRow.started_at.desc())
+            if store_key is not None:
+                query = query.where(BackfillRow.store_key == store_key)
+            return [Checkpoint.of(row) for row in session.scalars(query)]
 
     # -- the org's API usage (``magsync.sync.pacing``), one row shared by every worker ----------
 

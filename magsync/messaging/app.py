@@ -7,7 +7,7 @@ task: the web process publishes ``magsync.sync_order`` by name and never imports
 
 from celery import Celery
 
-from magsync.messaging.broker import Topology, broker_transport_options
+from magsync.messaging.broker import BACKFILL_ORDER_TASK, Topology, broker_transport_options
 
 
 def create_celery(settings):
@@ -39,19 +39,28 @@ def create_celery(settings):
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
-        task_queues=[topology.work_queue],
+        # A worker consumes what ``--queues`` names (``magsync worker`` the live queue unless
+        # told otherwise); backfilled orders are routed to their own queue.
+        task_queues=topology.work_queues,
+        task_routes=_routes(topology),
         task_default_queue=topology.work_queue.name,
         task_default_exchange=topology.exchange.name,
         task_default_exchange_type="topic",
         task_default_routing_key=topology.work_routing_key,
         task_create_missing_queues=False,
         # Live orders are paced per Salesforce call (magsync.salesforce.pacing), not per task
-        # start. A backfill task, when magsync has one, gets a Celery rate_limit annotation here
-        # (per worker), so that a backfill cannot outrun the org's allowance.
-        task_annotations={},
+        # start. The backfill task also starts at most MAGSYNC_BACKFILL_RATE_LIMIT orders a
+        # second per worker process, so that a backfill cannot outrun the org's allowance.
+        task_annotations={BACKFILL_ORDER_TASK: {"rate_limit": settings.backfill_rate_limit}},
         # Remote-control commands (magsync rate-limit, Flower's) reach this namespace's workers
         # only: Celery's default control exchange is one for the whole virtual host.
         control_exchange=topology.namespace,
         broker_native_delayed_delivery_queue_type="quorum",
     )
     return celery
+
+
+def _routes(topology):
+    """Backfilled orders go to their own queue (the live one is the default)."""
+    route = {"queue": topology.backfill_queue.name, "routing_key": topology.backfill_routing_key}
+    return {BACKFILL_ORDER_TASK: route}

@@ -7,6 +7,10 @@ Names derive from ``MAGSYNC_BROKER_NAMESPACE`` (default ``magsync``):
   queues replicate, count redeliveries (a poison message that keeps killing workers is
   dead-lettered after ``MAGSYNC_DELIVERY_LIMIT`` deliveries instead of looping forever), and let
   Celery park retry delays in the broker (native delayed delivery needs a topic exchange);
+- queue ``magsync.backfill`` (quorum, durable, the same dead-lettering), bound with routing key
+  ``magsync.backfill``: the orders ``magsync backfill`` publishes (task
+  ``magsync.backfill_order``), consumed by a worker of their own so that live orders never wait
+  behind history;
 - exchange ``magsync.dead`` (topic) and queue ``magsync.dead`` (quorum): the dead letters.
   The work queue names ``magsync.dead`` as its dead-letter exchange with the at-least-once
   strategy, so a rejected message is kept until the dead-letter queue has confirmed it.
@@ -32,6 +36,7 @@ from kombu.exceptions import KombuError
 log = logging.getLogger(__name__)
 
 SYNC_ORDER_TASK = "magsync.sync_order"
+BACKFILL_ORDER_TASK = "magsync.backfill_order"
 DEFAULT_DELIVERY_LIMIT = 20
 # An order's publish: Magento (or the operator replaying) waits on it, so one quick retry only.
 PUBLISH_RETRY_POLICY = {
@@ -97,10 +102,26 @@ class Topology:
 
     @property
     def work_queue(self):
+        return self._quorum_queue(self.work_routing_key)
+
+    @property
+    def backfill_routing_key(self):
+        return f"{self.namespace}.backfill"
+
+    @property
+    def backfill_queue(self):
+        return self._quorum_queue(self.backfill_routing_key)
+
+    @property
+    def work_queues(self):
+        """The queues workers consume: live orders, then backfilled ones."""
+        return [self.work_queue, self.backfill_queue]
+
+    def _quorum_queue(self, name):
         return Queue(
-            f"{self.namespace}.orders",
+            name,
             self.exchange,
-            routing_key=self.work_routing_key,
+            routing_key=name,
             durable=True,
             queue_arguments={
                 "x-queue-type": "quorum",
@@ -126,7 +147,7 @@ class Topology:
     def declare(self, connection):
         """Declare everything on ``connection``, the dead-letter side first."""
         channel = connection.default_channel
-        for entity in (self.dead_exchange, self.dead_queue, self.exchange, self.work_queue):
+        for entity in (self.dead_exchange, self.dead_queue, self.exchange, *self.work_queues):
             entity.bind(channel).declare()
 
 
@@ -174,10 +195,13 @@ class Publisher:
     connection also declares the topology, so the web process starts while the broker is down.
     """
 
-    def __init__(self, celery_app, topology, timeout):
+    def __init__(self, celery_app, topology, timeout, *, backfill=False):
         self.celery = celery_app
         self.topology = topology
         self.timeout = timeout
+        # ``backfill``: ``magsync.backfill_order`` tasks on the backfill queue.
+        self._task_name = BACKFILL_ORDER_TASK if backfill else SYNC_ORDER_TASK
+        self._queue = topology.backfill_queue if backfill else topology.work_queue
         self._local = threading.local()
         self._connections = set()
         self._lock = threading.Lock()
@@ -219,14 +243,14 @@ class Publisher:
 
         def send(**confirm):
             self.celery.send_task(
-                SYNC_ORDER_TASK,
+                self._task_name,
                 args=[event],
                 task_id=task_id,
                 argsrepr=task_argsrepr(event),
                 kwargsrepr="{}",
                 producer=self._producer(),
-                queue=self.topology.work_queue,
-                routing_key=self.topology.work_routing_key,
+                queue=self._queue,
+                routing_key=self._queue.routing_key,
                 **confirm,
             )
 
@@ -259,3 +283,20 @@ def broker_reachable(url, timeout=2.0, transport_options=None):
         return True
     except BROKER_ERRORS:
         return False
+
+
+def consumers(celery_app, queue, timeout):
+    """How many consumers ``queue`` has (0 when it does not exist yet); None when the broker
+    cannot tell (not RabbitMQ, or unreachable within ``timeout``)."""
+    if not celery_app.conf.broker_url.startswith(("amqp", "pyamqp")):
+        return None
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+            try:
+                _, _, count = conn.default_channel.queue_declare(queue.name, passive=True)
+            except conn.channel_errors:
+                return 0
+            return count
+    except BROKER_ERRORS:
+        return None

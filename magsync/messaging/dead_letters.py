@@ -18,13 +18,16 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from magsync import redact
 from magsync.messaging.broker import (
+    BACKFILL_ORDER_TASK,
     SYNC_ORDER_TASK,
     BrokerUnavailable,
     Publisher,
     publish_confirmed,
+    task_argsrepr,
 )
 
 log = logging.getLogger(__name__)
@@ -215,6 +218,22 @@ class DeadLetters:
         publish_confirmed(send, self.timeout, PUT_RETRY_POLICY)
         return reason
 
+    def put_order(self, event, task_id, error, now, task=BACKFILL_ORDER_TASK):
+        """Dead-letter the order ``event`` that no task carried (a row a Bulk API job failed),
+        as its task would have been: replayable like any other. Returns the reason recorded;
+        raises ``BrokerUnavailable`` when it is not confirmed."""
+        request = SimpleNamespace(
+            id=task_id,
+            task=task,
+            args=[event],
+            kwargs={},
+            retries=0,
+            delivery_info={},
+            argsrepr=task_argsrepr(event),
+            origin=None,
+        )
+        return self.put(request, error, 1, now, now)
+
     # -- operations -----------------------------------------------------------------------------
 
     def _connection(self):
@@ -247,6 +266,8 @@ class DeadLetters:
     def replay(self, select, publisher=None):
         """Put the dead letters ``select(letter)`` picks back on the work queue; returns them.
 
+        A backfilled order's dead letter is replayed as a live order's (the operator waits on it).
+
         Each is re-published (by ``publisher``, default one on this broker) with a fresh retry
         budget, and removed from the dead-letter queue only after the re-publish was confirmed.
         """
@@ -257,7 +278,7 @@ class DeadLetters:
         def handle(letter, channel):
             if not select(letter):
                 return
-            if letter.task != SYNC_ORDER_TASK or not letter.event:
+            if letter.task not in (SYNC_ORDER_TASK, BACKFILL_ORDER_TASK) or not letter.event:
                 log.warning("dead letter cannot be replayed", extra={"letter": letter.id})
                 return
             try:

@@ -31,7 +31,13 @@ import weakref
 
 from amqp import method_framing
 
-from magsync.messaging.broker import BROKER_ERRORS, BrokerUnavailable, declare_topology
+from magsync.messaging.broker import (
+    BACKFILL_ORDER_TASK,
+    BROKER_ERRORS,
+    SYNC_ORDER_TASK,
+    BrokerUnavailable,
+    declare_topology,
+)
 from magsync.messaging.task_message import sync_order_message
 
 log = logging.getLogger(__name__)
@@ -271,12 +277,15 @@ class GroupCommitPublisher:
     otherwise, each within ``timeout`` seconds. Thread-safe; one per process is the point.
     """
 
-    def __init__(self, celery_app, topology, timeout):
+    def __init__(self, celery_app, topology, timeout, *, backfill=False):
         self.celery = celery_app
         self.topology = topology
         self.timeout = timeout
         self._exchange = topology.exchange.name
-        self._routing_key = topology.work_routing_key
+        # ``backfill``: ``magsync.backfill_order`` tasks on the backfill queue (``magsync
+        # backfill``), instead of ``magsync.sync_order`` on the live one.
+        self._routing_key = topology.backfill_routing_key if backfill else topology.work_routing_key
+        self._task_name = BACKFILL_ORDER_TASK if backfill else SYNC_ORDER_TASK
         self._stats = {"batches": 0, "messages": 0, "largest_batch": 0, "reconnects": 0}
         self._reset()
         _publishers.add(self)
@@ -316,7 +325,9 @@ class GroupCommitPublisher:
         reply_to = self.celery.thread_oid
         deadline = time.monotonic() + self.timeout
         deliveries = [
-            Delivery(sync_order_message(event, task_id, reply_to), task_id, deadline)
+            Delivery(
+                sync_order_message(event, task_id, reply_to, self._task_name), task_id, deadline
+            )
             for event, task_id in events
         ]
         self._hand_over(deliveries)

@@ -78,10 +78,10 @@ class TaskMessage(amqp.Message):
 class _Encoding:
     """The constant parts of one process's encoded properties, around the variable ones."""
 
-    def __init__(self, origin):
+    def __init__(self, origin, task_name=SYNC_ORDER_TASK):
         self.constant = {
             "lang": "py",
-            "task": SYNC_ORDER_TASK,
+            "task": task_name,
             "shadow": None,
             "eta": None,
             "expires": None,
@@ -159,28 +159,32 @@ def _shortstr(text):
     return pack("B", len(value)) + value
 
 
-_encoding = (None, None)
+_encodings = (None, {})
 
 
-def _process_encoding():
-    """The encoding of this process (its ``origin``: ``gen<pid>@<host>``), built once per
-    process, so a forked child gets its own."""
-    global _encoding
-    pid, encoding = _encoding
+def _process_encoding(task_name=SYNC_ORDER_TASK):
+    """The encoding of this process (its ``origin``: ``gen<pid>@<host>``) for ``task_name``,
+    built once per process, so a forked child gets its own."""
+    global _encodings
+    pid, encodings = _encodings
     current = os.getpid()
     if pid != current:
-        encoding = _Encoding(anon_nodename())
-        _encoding = (current, encoding)
+        encodings = {}
+        _encodings = (current, encodings)
+    encoding = encodings.get(task_name)
+    if encoding is None:
+        encoding = encodings[task_name] = _Encoding(anon_nodename(), task_name)
     return encoding
 
 
-def sync_order_message(event, task_id, reply_to=""):
+def sync_order_message(event, task_id, reply_to="", task_name=SYNC_ORDER_TASK):
     """The ``amqp.Message`` of ``magsync.sync_order(event)`` with id ``task_id``.
 
     ``reply_to`` is what Celery would put there (the sending app's ``thread_oid``); magsync
-    keeps no results, so workers never answer to it.
+    keeps no results, so workers never answer to it. ``task_name`` names another task of the
+    same signature (``magsync.backfill_order``).
     """
-    encoding = _process_encoding()
+    encoding = _process_encoding(task_name)
     argsrepr = task_argsrepr(event)
     return TaskMessage(
         dumps(([event], {}, _EMBED)).encode(CONTENT_ENCODING),

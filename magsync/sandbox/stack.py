@@ -136,7 +136,7 @@ class Stack:
         try:
             with conn:
                 channel = conn.default_channel
-                for queue in (topology.work_queue, topology.dead_queue):
+                for queue in (*topology.work_queues, topology.dead_queue):
                     channel.queue_delete(queue.name)
                 for exchange in (topology.exchange, topology.dead_exchange):
                     channel.exchange_delete(exchange.name)

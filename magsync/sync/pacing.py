@@ -121,6 +121,7 @@ class QuotaPacing:
         self._clock = clock
         self._alert = alert
         self._lock = threading.Lock()
+        self._reading = threading.Lock()
         self._local = None
         self._observed = 0  # answers observed, so a probe can tell whether its answer came
         self._shared = None
@@ -147,15 +148,15 @@ class QuotaPacing:
 
     def view(self):
         """The newest ``Usage`` this process saw or the ledger holds (None: none yet)."""
-        now = self._clock()
-        with self._lock:
-            read = now >= self._next_read
-            if read:
+        # The threads of a worker that starts with a queue full of orders all ask at once: they
+        # wait for the one reading the ledger, rather than decide on no figure at all.
+        with self._reading:
+            now = self._clock()
+            if now >= self._next_read:
                 self._next_read = now + READ_INTERVAL
-        if read:
-            shared = self._read_shared()
-            with self._lock:
-                self._shared = shared or self._shared
+                shared = self._read_shared()
+                with self._lock:
+                    self._shared = shared or self._shared
         with self._lock:
             known = [u for u in (self._local, self._shared) if u is not None]
         return max(known, key=lambda u: u.observed_at) if known else None

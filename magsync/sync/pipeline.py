@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # What Magento answers ``GET /V1/orders/{id}`` for an order it does not have (404).
 NOT_IN_STORE = "The entity that was requested doesn't exist. Verify the entity and try again."
+# The sources of events published by magsync's own walks of the store.
+WALK_SOURCES = {"backfill": "backfill", "reconcile": "reconcile"}
 
 
 @dataclass(frozen=True)
@@ -96,11 +98,13 @@ def prepare(event, services, read=True):
     recheck = bool(event.get("recheck"))
     if event_id and services.ledger.event_applied(event_id):
         return _skip_duplicate(event, event_id, services.ledger)
+    # A walk of the store names itself (``backfill``); a webhook's event is read back.
+    rest_source = WALK_SOURCES.get(event.get("source"), "rest")
     if services.magento is not None and not read:
-        return Prepared(event, None, "rest", event_id, recheck=recheck)
+        return Prepared(event, None, rest_source, event_id, recheck=recheck)
     if services.magento is not None:
         document = services.magento.get_order(event["entity_id"])
-        source = "rest"
+        source = rest_source
         redact.remember(document)  # the store's version may name the buyer differently
     else:
         document = event["order"]
@@ -269,7 +273,7 @@ def planned(order, state, source, event_id, services, tied=False):
     """
     record = primary_record(order, state, services.settings)
     version = order_version(order, record, source, event_id)
-    if source == "rest" and services.magento is not None and (tied or ties(version, state)):
+    if services.magento is not None and (tied or ties(version, state)):
         document = services.magento.get_order(order.entity_id)
         redact.remember(document)
         order = load_order(document)

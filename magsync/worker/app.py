@@ -5,6 +5,10 @@ import sys
 
 from celery import bootsteps
 from celery.events.dispatcher import EventDispatcher
+from kombu.transport.native_delayed_delivery import (
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
 
 from magsync.messaging.app import create_celery
 from magsync.worker import pacing, task
@@ -13,7 +17,14 @@ log = logging.getLogger(__name__)
 
 
 class DeclareTopology(bootsteps.StartStopStep):
-    """Declare the dead-letter side and the work queue each time the consumer (re)connects."""
+    """Declare the dead-letter side and the work queues each time the consumer (re)connects,
+    and bind the work queues to Celery's delayed-delivery exchanges.
+
+    Celery binds every queue it knows to those exchanges when its consumer starts, and gives up
+    on one that does not exist yet (the backfill queue on a fresh broker, while only the live
+    worker runs): a retry parked for it would reach no queue. Binding again once the queues
+    exist closes that gap; both steps are idempotent.
+    """
 
     requires = ("celery.worker.consumer.connection:Connection",)
 
@@ -21,6 +32,11 @@ class DeclareTopology(bootsteps.StartStopStep):
         topology = c.app.magsync_topology
         if c.app.conf.broker_url.startswith(("amqp", "pyamqp")):
             topology.declare(c.connection)
+            declare_native_delayed_delivery_exchanges_and_queues(
+                c.connection, c.app.conf.broker_native_delayed_delivery_queue_type
+            )
+            for queue in topology.work_queues:
+                bind_queue_to_native_delayed_delivery_exchange(c.connection, queue)
             log.info("broker topology declared", extra={"namespace": topology.namespace})
 
 
@@ -40,7 +56,8 @@ class LoopFlushedDispatcher(EventDispatcher):
 
 
 def create_worker_app(settings):
-    """The Celery app a worker runs: ``magsync.sync_order`` registered, topology declared.
+    """The Celery app a worker runs: ``magsync.sync_order`` and ``magsync.backfill_order``
+    registered, topology declared.
 
     Builds nothing else but the Salesforce call rate the pool processes will share
     (``celery.magsync_rate``, see ``magsync.worker.pacing``, made here, before the pool forks):
@@ -63,4 +80,5 @@ def create_worker_app(settings):
     celery.magsync_rate = pacing.shared_rate(settings)
     celery.steps["consumer"].add(DeclareTopology)
     celery.task(**task.TASK_OPTIONS)(task.sync_order)
+    celery.task(**task.BACKFILL_TASK_OPTIONS)(task.backfill_order)
     return celery

@@ -37,7 +37,7 @@ from celery.exceptions import Reject, Retry
 
 from magsync import alerts, redact
 from magsync.errors import RetryLater, SyncError
-from magsync.messaging.broker import SYNC_ORDER_TASK, task_argsrepr
+from magsync.messaging.broker import BACKFILL_ORDER_TASK, SYNC_ORDER_TASK, task_argsrepr
 from magsync.messaging.dead_letters import DeadLetters
 from magsync.settings import ConfigError
 from magsync.sync import pipeline
@@ -64,6 +64,11 @@ TASK_OPTIONS = {
     # them again (the dead letter was reported once already).
     "throws": (SyncError,),
 }
+
+# ``backfill_order``: the same task for the orders ``magsync backfill`` publishes to the backfill
+# queue; it waits while the org's usage pauses backfills, and Celery's ``rate_limit`` annotation
+# (``magsync.messaging.app``) bounds how fast a worker process starts them.
+BACKFILL_TASK_OPTIONS = {**TASK_OPTIONS, "name": BACKFILL_ORDER_TASK}
 
 _contexts_lock = threading.Lock()
 # Failures of one Salesforce call that the breaker has counted already (a batch's orders share one).
@@ -160,9 +165,19 @@ def redacting(run):
 @redacting
 def sync_order(task, event, attempts=0, first_failed_at=None):
     """Sync the order ``event`` names; retry or dead-letter it on failure (see the module)."""
+    return _sync(task, event, "live", attempts, first_failed_at)
+
+
+@redacting
+def backfill_order(task, event, attempts=0, first_failed_at=None):
+    """``sync_order`` for a backfilled order: it waits while the usage pauses backfills."""
+    return _sync(task, event, "backfill", attempts, first_failed_at)
+
+
+def _sync(task, event, kind, attempts, first_failed_at):
     context = WorkerContext.of(task.app)
     # The usage first: an order told to wait for it must not take the breaker's probe.
-    wait = context.pacing.wait_time("live") or context.breaker.wait_time()
+    wait = context.pacing.wait_time(kind) or context.breaker.wait_time()
     if wait > 0:
         raise _retry(task, math.ceil(wait), attempts=attempts, first_failed_at=first_failed_at)
     try:

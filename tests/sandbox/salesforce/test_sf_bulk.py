@@ -737,6 +737,16 @@ def test_simple_salesforce_reports_a_failed_job(org, sf, tmp_path):
     assert job["state"] == "Failed"
 
 
+def test_simple_salesforce_delete_job_deletes_but_cannot_read_the_204(org, sf):
+    """Salesforce answers a job's DELETE with 204 and no body; simple-salesforce's ``delete_job``
+    decodes a body anyway, so it raises once the job is gone (magsync never calls it)."""
+    [result] = sf.bulk2.Account.insert(records=[{"Name": "Gone"}], wait=0.1)
+    assert [job["id"] for job in org.bulk_jobs()] == [result["job_id"]]
+    with pytest.raises(ValueError):  # requests' JSONDecodeError of the empty body
+        sf.bulk2.Account._client.delete_job(result["job_id"], False)
+    assert org.bulk_jobs() == []
+
+
 # -- control -----------------------------------------------------------------------------------
 
 
