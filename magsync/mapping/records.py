@@ -34,13 +34,18 @@ UPDATE = "update"
 @dataclass(frozen=True)
 class Record:
     """One record to upsert: its object, its external-id field and value, its fields, and its
-    links to other records (kept apart: they are not part of the order's version)."""
+    links to other records (kept apart: they are not part of the order's version).
+
+    ``children``: what is written with it and is part of the order's version too (an
+    Opportunity's line items, ``magsync.mapping.lines.Line``), empty for most records.
+    """
 
     sobject: str
     external_id_field: str
     external_id: str
     fields: dict
     links: dict = field(default_factory=dict)
+    children: tuple = ()
 
     def body(self):
         """The fields and links without the external-id field (an upsert URL carries that one)."""
