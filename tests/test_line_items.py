@@ -86,8 +86,8 @@ def test_configurable_once_with_its_option_discount_tax_shipping_and_an_adjustme
     lines = order_lines(load_order(document), ON)
     by_kind = [(line.kind, line.key, line.sku, line.quantity, line.unit_price) for line in lines]
     assert by_kind == [
-        ("item", "31", "MH09-XS-Blue", Decimal("1"), Decimal("62.10")),
-        ("item", "33", "RACER", Decimal("3"), Decimal("9.67")),  # 29 / 3, to the cent
+        ("item", "100000007/31", "MH09-XS-Blue", Decimal("1"), Decimal("62.10")),
+        ("item", "100000007/33", "RACER", Decimal("3"), Decimal("9.67")),  # 29 / 3, to the cent
         ("shipping", "100000007/shipping", "Shipping", Decimal("1"), Decimal("10.00")),
         ("tax", "100000007/tax", "Tax", Decimal("1"), Decimal("8.67")),
         # 5.00 off shipping and 0.01 of rounding (3 x 9.67 = 29.01)
@@ -146,7 +146,7 @@ def test_line_records_carry_their_key_and_links_and_no_amount_of_their_own():
     order = load_order(load_fixture("seed_webhook.json")["order"])
     [record] = line_records(order_lines(order, ON), ON, "@{opportunity.id}", {"PROD-XYZ": "01u1"})
     assert record.sobject == "OpportunityLineItem"
-    assert (record.external_id_field, record.external_id) == ("Magento_Item_ID__c", "1")
+    assert (record.external_id_field, record.external_id) == ("Magento_Item_ID__c", "000000123/1")
     assert record.links == {"OpportunityId": "@{opportunity.id}", "PricebookEntryId": "01u1"}
     assert "TotalPrice" not in record.fields
     assert record.fields["UnitPrice"] == Decimal("99.99")

@@ -17,9 +17,10 @@ Salesforce computes a line's TotalPrice as UnitPrice x Quantity (to the cent, ha
 once an Opportunity has lines, its Amount as their sum; ``Line.total`` is that same product, so
 the adjustment makes Amount equal ``grand_total``.
 
-Each line carries its external id (``SALESFORCE_LINE_EXTERNAL_ID_FIELD``): an item's is its
-Magento ``item_id`` (unique in a store, so an edited ``<n>-1`` order has lines of its own); the
-order-level lines' are ``<number>/shipping``, ``<number>/tax`` and ``<number>/adjustment``.
+Each line carries its external id (``SALESFORCE_LINE_EXTERNAL_ID_FIELD``): an item's is the
+order number and its Magento ``item_id``, ``<number>/<item_id>`` (unique even across stores, and
+an edited ``<n>-1`` order has lines of its own); the order-level lines' are
+``<number>/shipping``, ``<number>/tax`` and ``<number>/adjustment``.
 ``LineItemSchema`` dumps a line as the fields written; the Opportunity and the price-book entry
 are links known at write time.
 """
@@ -79,7 +80,8 @@ def visible_items(order, bundle_lines="parent"):
 
 def _item_line(order, index, item, variant):
     quantity = item.qty_ordered
-    key = str(item.item_id) if item.item_id is not None else f"{order.increment_id}/{index}"
+    number = order.increment_id
+    key = f"{number}/{item.item_id}" if item.item_id is not None else f"{number}/#{index}"
     name = variant.name if variant is not None and variant.name else item.name
     description = None
     if variant is not None:
@@ -170,12 +172,14 @@ class LineItemSchema(OutboundSchema):
         )
 
 
-def line_records(lines, settings, opportunity, entries):
-    """The line ``Record`` list: each linked to ``opportunity`` (an id or a Composite reference)
-    and to its price-book entry (``entries``: SKU → PricebookEntry id)."""
-    return [
-        LineItemSchema(
-            settings, links={"OpportunityId": opportunity, "PricebookEntryId": e}
-        ).record(line)
-        for line, e in ((line, entries[line.sku]) for line in lines)
-    ]
+def line_records(lines, settings, opportunity, entries, existing=()):
+    """The line ``Record`` list. A new line is linked to ``opportunity`` (an id or a Composite
+    reference) and to its price-book entry (``entries``: SKU -> PricebookEntry id); a line in
+    ``existing`` (keys of lines Salesforce has) is not: both links are create-only."""
+    records = []
+    for line in lines:
+        links = {}
+        if line.key not in existing:
+            links = {"OpportunityId": opportunity, "PricebookEntryId": entries[line.sku]}
+        records.append(LineItemSchema(settings, links=links).record(line))
+    return records

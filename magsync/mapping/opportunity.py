@@ -19,6 +19,7 @@ Account (``AccountId``) is added at write time (``with_account``): it depends on
 """
 
 import dataclasses
+from decimal import Decimal
 
 from marshmallow import fields, post_dump
 
@@ -124,7 +125,7 @@ class OpportunitySchema(OutboundSchema):
         if self.replaced_by:
             data.update(replaced_fields(self.replaced_by, self.settings))
         if self.settings.sf_refunded_field:
-            data[self.settings.sf_refunded_field] = money(order.total_refunded or 0)
+            data[self.settings.sf_refunded_field] = money(order.total_refunded or Decimal("0"))
         return data
 
 

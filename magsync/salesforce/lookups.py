@@ -139,3 +139,13 @@ def standard_pricebook(writer):
 def same_id(one, other):
     """Whether two Salesforce ids (15 or 18 characters) name one record."""
     return bool(one and other) and _id15(one) == _id15(other)
+
+
+def find_order_lines(writer, external_id_field, order_number, line_field):
+    """``{line key: id}`` of the OpportunityLineItems of the order's Opportunity (a line
+    without a key, added by hand, is keyed by its id)."""
+    where = f"Opportunity.{external_id_field} = {literal(order_number)}"
+    soql = f"SELECT Id, {line_field} FROM OpportunityLineItem WHERE {where}"  # noqa: S608
+    return {
+        record.get(line_field) or record["Id"]: record["Id"] for record in writer.query_all(soql)
+    }

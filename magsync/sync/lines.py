@@ -1,17 +1,19 @@
 """An order's line items in the same call as its Opportunity (``SALESFORCE_LINE_ITEMS``).
 
-``plan_lines(order, record, services, locks)`` gives the ``LineWrite`` of an Opportunity
-``record`` whose children are its lines (``magsync.mapping.lines``): the line records, each
-linked to its price-book entry (``magsync.sync.products``) and to the Opportunity (a Composite
-reference, or its id), and the ids of the lines the order had at its last write and no longer
-has. ``subrequests`` are what the Opportunity's Composite call carries for them: one
-Collections delete of the vanished lines, one Collections upsert of the lines by their external
-id. So an order whose products are all known costs no call more than without line items.
+``plan_lines(order, record, state, services, locks, opportunity)`` gives the ``LineWrite`` of
+an Opportunity ``record`` whose children are its lines (``magsync.mapping.lines``): the line
+records, each linked to its price-book entry (``magsync.sync.products``) and to the Opportunity
+(a Composite reference, or its id) when it is new (Salesforce refuses both links on an update),
+and the ids of the lines the order had at its last write and no longer has. ``subrequests`` are
+what the Opportunity's Composite call carries for them: one Collections delete of the vanished
+lines, one Collections upsert of the lines by their external id. So an order whose products are
+all known costs no call more than without line items.
 """
 
 from dataclasses import dataclass
 
 from magsync.mapping.lines import line_records
+from magsync.salesforce.lookups import find_order_lines
 from magsync.salesforce.writer import COLLECTION_LIMIT, Subrequest
 from magsync.sync.products import price_entries
 
@@ -58,11 +60,12 @@ def order_currency(order, settings):
     return ""
 
 
-def plan_lines(order, record, services, locks, opportunity, previous=None):
+def plan_lines(order, record, state, services, locks, opportunity, fresh=False):
     """The ``LineWrite`` of ``record`` (None with line items off or for another object).
 
-    ``opportunity`` is what the lines' OpportunityId is (an id or a Composite reference);
-    ``previous`` the lines the ledger has for the order (``{key: id}``; read when None).
+    ``opportunity`` is what new lines' OpportunityId is (an id or a Composite reference). The
+    lines the order has are the ledger's; Salesforce is asked instead (one query) when the
+    ledger has none for an order Salesforce has, or ``fresh`` (a write was refused).
     """
     settings = services.settings
     if not settings.sf_line_items or record.sobject != "Opportunity":
@@ -71,12 +74,15 @@ def plan_lines(order, record, services, locks, opportunity, previous=None):
     if len(lines) > COLLECTION_LIMIT:
         raise ValueError(f"an order takes at most {COLLECTION_LIMIT} line items")
     entries = price_entries(lines, order_currency(order, settings), services, locks)
-    if previous is None:
-        number = order.increment_id
-        previous = services.ledger.order_lines([number]).get(number, {})
+    number = order.increment_id
+    previous = {} if fresh else services.ledger.order_lines([number]).get(number, {})
+    if fresh or (not previous and state is not None and state.record_id):
+        previous = find_order_lines(
+            services.writer, record.external_id_field, number, settings.sf_line_external_id_field
+        )
     keys = {line.key for line in lines}
     return LineWrite(
-        records=tuple(line_records(lines, settings, opportunity, entries)),
+        records=tuple(line_records(lines, settings, opportunity, entries, existing=previous)),
         skus=tuple(sorted({line.sku for line in lines})),
         vanished=tuple(record_id for key, record_id in previous.items() if key not in keys),
     )

@@ -237,8 +237,10 @@ def _standard_book(services):
 
 def _sku_is_key(services, catalog):
     """Whether the SKU field is a unique External ID (then products are upserted by it)."""
+    name = services.settings.sf_product_sku_field
+    if not name.endswith("__c"):
+        return False  # only custom fields can be External IDs (ProductCode cannot)
     if catalog.sku_is_key is None:
-        name = services.settings.sf_product_sku_field
         described = services.writer.describe("Product2")
         field_ = next((f for f in described.get("fields", []) if f.get("name") == name), {})
         catalog.sku_is_key = bool(field_.get("externalId") and field_.get("unique"))

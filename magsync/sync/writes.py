@@ -53,9 +53,7 @@ def write_opportunity(order, record, state, services, locks, fresh=False):
     write made once more.
     """
     buyer = find_buyer(order, state, services, locks, fresh)
-    lines = plan_lines(
-        order, record, services, locks, reference("opportunity"), {} if fresh else None
-    )
+    lines = plan_lines(order, record, state, services, locks, reference("opportunity"), fresh)
     try:
         return _write_linked(order, record, state, services, buyer, lines)
     except DeadLetter as exc:
