@@ -151,8 +151,9 @@ class LineItemSchema(OutboundSchema):
     Description = fields.Function(
         lambda line: line.description, metadata={"salesforce": {"type": "text", "length": 255}}
     )
-    OpportunityId = Link()
-    PricebookEntryId = Link()
+    # Salesforce sets both when a line is created and refuses them on an update.
+    OpportunityId = Link(create_only=True)
+    PricebookEntryId = Link(create_only=True)
 
     @post_dump(pass_original=True)
     def add_key(self, data, line, **kwargs):
