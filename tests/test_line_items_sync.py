@@ -285,3 +285,24 @@ def test_several_products_with_one_sku_the_oldest_active_is_used(org, services, 
     [line] = lines_of(org, opportunity(org, "LI-400")["Id"])
     assert line["Product2Id"] == oldest_active != inactive
     assert sum("several products carry one sku" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_with_a_unique_external_id_sku_field_products_are_upserted(tmp_path, services):
+    schema = org_schema()
+    schema["sobjects"]["Product2"]["fields"]["Magento_SKU__c"] = {
+        "type": "string",
+        "length": 80,
+        "label": "SKU",
+        "externalId": True,
+        "unique": True,
+    }
+    with SandboxOrg(state_dir=tmp_path / "org", schema=schema) as own:
+        svc = services(own, SALESFORCE_PRODUCT_SKU_FIELD="Magento_SKU__c")
+        before = own.stats()["calls_by_kind"]
+        sync_order(event_for(seed_order(increment_id="LI-500")), svc)
+        after = own.stats()["calls_by_kind"]
+        [product] = own.records("Product2")
+        assert product["Magento_SKU__c"] == "PROD-XYZ"
+        assert after.get("describe", 0) - before.get("describe", 0) == 1
+        record = opportunity(own, "LI-500")
+        assert [line["Product2Id"] for line in lines_of(own, record["Id"])] == [product["Id"]]
