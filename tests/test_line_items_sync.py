@@ -306,3 +306,60 @@ def test_with_a_unique_external_id_sku_field_products_are_upserted(tmp_path, ser
         assert after.get("describe", 0) - before.get("describe", 0) == 1
         record = opportunity(own, "LI-500")
         assert [line["Product2Id"] for line in lines_of(own, record["Id"])] == [product["Id"]]
+
+
+def test_a_ledger_that_lost_the_lines_asks_salesforce_and_writes_in_place(org, services):
+    items = [{"item_id": 9601, "sku": "PROD-L", "name": "L", "qty_ordered": 2, "price": 4}]
+    sync_order(
+        event_for(seed_order(increment_id="LI-600", items=items, grand_total=8)), services(org)
+    )
+    first = lines_of(org, opportunity(org, "LI-600")["Id"])
+    # Another ledger (a restored backup, say) has never seen the order's lines.
+    later = seed_order(
+        increment_id="LI-600",
+        items=[dict(items[0], qty_ordered=3)],
+        grand_total=12,
+        updated_at="2023-10-26 12:00:00",
+    )
+    sync_order(event_for(later), services(org))
+    [line] = lines_of(org, opportunity(org, "LI-600")["Id"])
+    assert (line["Id"], line["Quantity"]) == (first[0]["Id"], 3.0)
+
+
+def test_two_workers_making_one_new_sku_at_once_make_one_product(tmp_path):
+    import threading
+
+    with SandboxOrg(state_dir=tmp_path / "org", schema=org_schema(), latency_ms=30) as own:
+        env = {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
+            **own.settings(),
+            **LINES_ON,
+        }
+        workers = [Services.build(Settings.from_env(env)) for _ in range(4)]
+        workers[0].ledger.ready()
+        items = [{"item_id": 9700, "sku": "RACE-1", "name": "Race", "qty_ordered": 1, "price": 5}]
+        errors = []
+
+        def sync(n, svc):
+            try:
+                document = seed_order(
+                    increment_id=f"LI-70{n}",
+                    customer_email=f"race{n}@example.com",
+                    items=[dict(items[0], item_id=9700 + n)],
+                    grand_total=5,
+                )
+                sync_order(event_for(document), svc)
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=sync, args=(n, w)) for n, w in enumerate(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for svc in workers:
+            svc.close()
+        assert errors == []
+        race = [p for p in own.records("Product2") if p["ProductCode"] == "RACE-1"]
+        assert len(race) == 1
+        assert len(own.records("OpportunityLineItem")) == 4

@@ -21,6 +21,8 @@ from magsync.sync.products import price_entries
 LINES, GONE = "lines", "gone"
 # What Salesforce answers when a line refers to a price-book entry it no longer has or cannot use.
 REFUSED_ENTRY = {"FIELD_INTEGRITY_EXCEPTION", "INVALID_CROSS_REFERENCE_KEY", "ENTITY_IS_DELETED"}
+# ... and when a line the ledger did not know of exists (its links cannot be written again).
+REFUSED_LINES = REFUSED_ENTRY | {"INVALID_FIELD_FOR_INSERT_UPDATE"}
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ def plan_lines(order, record, state, services, locks, opportunity, fresh=False):
 
     ``opportunity`` is what new lines' OpportunityId is (an id or a Composite reference). The
     lines the order has are the ledger's; Salesforce is asked instead (one query) when the
-    ledger has none for an order Salesforce has, or ``fresh`` (a write was refused).
+    ledger has none for an order Salesforce has, when the order is in doubt, or ``fresh`` (a
+    write was refused).
     """
     settings = services.settings
     if not settings.sf_line_items or record.sobject != "Opportunity":
@@ -85,9 +88,17 @@ def plan_lines(order, record, state, services, locks, opportunity, fresh=False):
     entries = price_entries(lines, order_currency(order, settings), services, locks)
     number = order.increment_id
     previous = {} if fresh else services.ledger.order_lines([number]).get(number, {})
-    if fresh or (not previous and state is not None and state.record_id):
+    if fresh or _ask_salesforce(previous, state):
         previous = _asked(services, record, number)
     return _line_write(record, entries, previous, settings, opportunity)
+
+
+def _ask_salesforce(previous, state):
+    """Whether the ledger's lines of an order may not be Salesforce's: it has none for an order
+    Salesforce has, or a write of the order began and was never confirmed (in doubt)."""
+    if state is None or not state.record_id:
+        return False
+    return not previous or state.in_doubt
 
 
 def _asked(services, record, number):
@@ -125,7 +136,7 @@ def plan_batch(plans, services, locks, opportunity):
     for index, plan in enumerate(plans):
         number = plan.order.increment_id
         previous = known.get(number, {})
-        if not previous and plan.state is not None and plan.state.record_id:
+        if _ask_salesforce(previous, plan.state):
             previous = _asked(services, plan.record, number)
         currency = order_currency(plan.order, settings)
         writes.append(

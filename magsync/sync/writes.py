@@ -29,7 +29,7 @@ from magsync.mapping.opportunity import with_account
 from magsync.salesforce.lookups import find_contact_role
 from magsync.salesforce.writer import Subrequest, reference
 from magsync.sync.buyers import find_buyer
-from magsync.sync.lines import REFUSED_ENTRY, plan_lines
+from magsync.sync.lines import REFUSED_ENTRY, REFUSED_LINES, plan_lines
 from magsync.sync.products import forget
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def write_opportunity(order, record, state, services, locks, fresh=False):
     except DeadLetter as exc:
         codes = {e.get("errorCode") for e in exc.errors}
         stale_buyer = bool(codes & STALE_REFERENCES) and not buyer.new
-        stale_lines = lines is not None and bool(codes & REFUSED_ENTRY)
+        stale_lines = lines is not None and bool(codes & REFUSED_LINES)
         if fresh or not (stale_buyer or stale_lines):
             raise
     if stale_buyer:
@@ -68,7 +68,7 @@ def write_opportunity(order, record, state, services, locks, fresh=False):
             extra={"order": order.increment_id, "reason": ",".join(sorted(codes))},
         )
         services.ledger.forget_customer(buyer.email)
-    if stale_lines:
+    if stale_lines and codes & REFUSED_ENTRY:
         forget(lines.skus, services)
     return write_opportunity(order, record, state, services, locks, fresh=True)
 
