@@ -150,6 +150,10 @@ def test_eur_order_with_configurable_coupon_tax_shipping_then_refund_and_edit(or
     assert {line["CurrencyIsoCode"] for line in lines} == {"EUR"}
     [hoodie] = [line for line in lines if line["ProductCode"] == "HOODIE-M-BLUE"]
     assert hoodie["Description"] == "Option: Kyoto Hoodie-M-Blue (SKU: HOODIE-M-BLUE)"
+    # New entries carry the catalog price; the line what was paid (15 % off).
+    [mug] = [line for line in lines if line["ProductCode"] == "MUG-ONE"]
+    assert (mug["ListPrice"], mug["Quantity"]) == (3.33, 3.0)
+    assert mug["UnitPrice"] < 3.33
     products = {p["ProductCode"] for p in org.records("Product2")}
     assert {"HOODIE-M-BLUE", "MUG-ONE", "TEE-TWO", "Shipping", "Tax"} <= products
     # New buyer, five new SKUs: buyer lookup, product lookup, standard price book, one

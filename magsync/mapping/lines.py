@@ -50,6 +50,7 @@ class Line:
     quantity: Decimal
     unit_price: Decimal
     description: str | None = None
+    list_price: Decimal = Decimal("0")  # the catalog price (a new price-book entry's)
 
     @property
     def total(self):
@@ -94,6 +95,7 @@ def _item_line(order, index, item, variant):
         quantity=quantity,
         unit_price=money(item.net_total / quantity),
         description=description,
+        list_price=money(max(item.price, ZERO)),
     )
 
 

@@ -6,7 +6,8 @@ knows costs nothing. The others, under a per-SKU lock (``LockName("product", sku
 creating one SKU at once make one product), are looked up in Salesforce by
 ``SALESFORCE_PRODUCT_SKU_FIELD`` (one query for the products, one for their entries) and what is
 missing is created in one Composite call: the Product2 (name, SKU, active), its standard price
-book entry and, for a custom price book, its entry there; an inactive entry is reactivated.
+book entry and, for a custom price book, its entry there, at the item's catalog price in the
+order's currency (the lines carry what was paid); an inactive entry is reactivated.
 What Salesforce confirmed goes into the ledger.
 
 Several products with one SKU (``ProductCode`` is not unique): the oldest active one is used, and
@@ -45,6 +46,7 @@ class _Plan:
 
     sku: str
     name: str
+    list_price: Decimal = Decimal("0")  # a new entry's UnitPrice: the catalog price
     product_id: str | None = None
     standard_entry: str | None = None
     entry: str | None = None
@@ -72,7 +74,7 @@ def price_entries(lines, currency, services, locks):
     """``{sku: PricebookEntry id}`` for the SKUs of ``lines`` (see the module)."""
     settings, ledger = services.settings, services.ledger
     book = settings.sf_pricebook_id
-    names = {line.sku: line.name for line in lines}
+    names = {line.sku: (line.name, line.list_price) for line in lines}
     known = ledger.price_entries(names, book, currency)
     missing = sorted(set(names) - set(known))
     if not missing:
@@ -93,7 +95,7 @@ def forget(skus, services):
 
 def _resolve(skus, names, currency, services):
     settings, writer = services.settings, services.writer
-    plans = {sku: _Plan(sku, names[sku]) for sku in skus}
+    plans = {sku: _Plan(sku, *names[sku]) for sku in skus}
     products = find_products(writer, settings.sf_product_sku_field, skus)
     for sku, records in products.items():
         plans[sku].product_id = _choose(sku, records, services)
@@ -142,11 +144,11 @@ def _place_entries(plan, entries, currency, settings):
                 plan.inactive = entry["Id"]
 
 
-def _entry_fields(book_id, product, currency, settings):
+def _entry_fields(book_id, plan, product, currency, settings):
     fields_ = {
         "Pricebook2Id": book_id,
         "Product2Id": product,
-        "UnitPrice": Decimal("0"),
+        "UnitPrice": plan.list_price,
         "IsActive": True,
     }
     if settings.sf_multi_currency and currency:
@@ -190,7 +192,9 @@ def _subrequests(plans, currency, services):
         if wanted:
             book = book or _standard_book(services)
             records = [
-                NewRecord("PricebookEntry", _entry_fields(book, product_of(p), currency, settings))
+                NewRecord(
+                    "PricebookEntry", _entry_fields(book, p, product_of(p), currency, settings)
+                )
                 for p in wanted
             ]
             subrequests.append(Subrequest.create_many(reference_id, records, all_or_none=True))
