@@ -21,7 +21,7 @@ the org); the caller looks them up again.
 
 import logging
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from magsync.errors import DeadLetter
@@ -59,7 +59,6 @@ class _Catalog:
 
     standard: str | None = None
     sku_is_key: bool | None = None
-    chosen: set = field(default_factory=set)
 
 
 # Per writer (one per process): what it learnt of its org.
