@@ -164,3 +164,41 @@ def test_without_line_items_a_batch_costs_what_it_did(org, services):
     write_batch(prepared(documents, svc), svc)
     assert added(org, before) == {"query": 1, "composite": 2}
     assert org.records("OpportunityLineItem") == []
+
+
+def test_a_refused_opportunity_fails_its_order_only_and_the_others_get_their_lines(
+    org_factory, database_url
+):
+    from magsync.sandbox.salesforce.schema import packaged_schema
+
+    schema = packaged_schema()
+    schema["sobjects"]["Opportunity"]["validationRules"] = [
+        {
+            "name": "Large_orders_need_approval",
+            "field": "Amount",
+            "operator": "gt",
+            "value": 250000,
+            "message": "Orders over 250,000 need a manual approval.",
+            "errorDisplayField": "Amount",
+        }
+    ]
+    org = org_factory(schema=schema)
+    migrated = Ledger(Settings.from_env({"DATABASE_URL": database_url}))
+    migrate.upgrade(migrated.engine)
+    migrated.close()
+    svc = Services.build(Settings.from_env({"DATABASE_URL": database_url, **org.settings(), **ON}))
+    try:
+        documents = [order(n) for n in range(1, 6)]
+        documents[2]["grand_total"] = "300000"
+        outcomes = write_batch(prepared(documents, svc), svc)
+    finally:
+        svc.close()
+    # The lines subrequest referred to the refused Opportunity and failed as a whole: the other
+    # orders' lines went in a Composite call of their own, as their contact roles did.
+    assert org.stats()["calls_by_kind"] == {"query": 3, "composite": 4, "collectionsCreate": 1}
+    refused = outcomes[2]
+    assert getattr(refused, "reason", None) == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    opps, lines = lines_by_order(org)
+    assert sorted(lines) == ["000000001", "000000002", "000000004", "000000005"]
+    for opp in opps.values():
+        assert Decimal(str(opp["Amount"])) == Decimal("36.49")
