@@ -367,3 +367,18 @@ def test_two_workers_making_one_new_sku_at_once_make_one_product(tmp_path):
         race = [p for p in own.records("Product2") if p["ProductCode"] == "RACE-1"]
         assert len(race) == 1
         assert len(own.records("OpportunityLineItem")) == 4
+
+
+def test_without_multi_currency_lines_use_the_org_currency(tmp_path, services):
+    with SandboxOrg(state_dir=tmp_path / "org") as own:
+        svc = services(own, SALESFORCE_MULTI_CURRENCY="false", SALESFORCE_REFUNDED_FIELD="")
+        document = seed_order(increment_id="LI-800")
+        del document["order_currency_code"]
+        summary = sync_order(event_for(document), svc)
+        assert summary["api_calls"] == 5  # buyer, products, price book, products made, order
+        record = opportunity(own, "LI-800")
+        [line] = lines_of(own, record["Id"])
+        assert (record["Amount"], line["TotalPrice"]) == (99.99, 99.99)
+        assert svc.ledger.price_entries(["PROD-XYZ"], "standard", "") == {
+            "PROD-XYZ": line["PricebookEntryId"]
+        }
