@@ -226,6 +226,24 @@ def _sf_field_name(raw):
     return name
 
 
+def _pricebook_id(raw):
+    """``standard`` (the org's standard price book) or a Pricebook2 id."""
+    value = raw.strip()
+    if value.lower() == "standard":
+        return "standard"
+    if not re.fullmatch(r"01s[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?", value):
+        raise ValueError("must be standard or a Pricebook2 id (15 or 18 characters, 01s...)")
+    return value
+
+
+def _product_name(raw):
+    """A product's name and SKU: 1 to 80 characters (Product2.Name holds 255, SKUs fewer)."""
+    value = raw.strip()
+    if not 1 <= len(value) <= 80:
+        raise ValueError("must be 1 to 80 characters")
+    return value
+
+
 def _stage_map(raw):
     """``state=Stage Name;state=Stage Name`` (Magento order state to Opportunity StageName)."""
     mapping = {}
@@ -509,6 +527,27 @@ class Settings:
     sf_replaced_note_field: str = _setting(
         "SALESFORCE_REPLACED_NOTE_FIELD", _sf_field_name, "NextStep"
     )
+    # -- line items (the order's products on the Opportunity) ---------------------------------
+    sf_line_items: bool = _setting(
+        "SALESFORCE_LINE_ITEMS",
+        _bool,
+        False,
+        doc="write the order's items as OpportunityLineItems (with shipping, tax, adjustment)",
+    )
+    sf_line_external_id_field: str = _setting(
+        "SALESFORCE_LINE_EXTERNAL_ID_FIELD", _sf_field_name, "Magento_Item_ID__c"
+    )
+    sf_product_sku_field: str = _setting(
+        "SALESFORCE_PRODUCT_SKU_FIELD", _sf_field_name, "ProductCode"
+    )
+    sf_pricebook_id: str = _setting("SALESFORCE_PRICEBOOK_ID", _pricebook_id, "standard")
+    sf_shipping_product: str = _setting("SALESFORCE_SHIPPING_PRODUCT", _product_name, "Shipping")
+    sf_tax_product: str = _setting("SALESFORCE_TAX_PRODUCT", _product_name, "Tax")
+    sf_adjustment_product: str = _setting(
+        "SALESFORCE_ADJUSTMENT_PRODUCT", _product_name, "Order adjustment"
+    )
+    sf_refunded_field: str = _setting("SALESFORCE_REFUNDED_FIELD", _sf_field_name)
+    bundle_lines: str = _setting("MAGSYNC_BUNDLE_LINES", _choice("parent", "children"), "parent")
     # -- customers and leads --------------------------------------------------------------------
     guest_mode: str = _setting("MAGSYNC_GUEST_MODE", _choice("contact", "lead"), "contact")
     sf_contact_role: str = _setting("SALESFORCE_CONTACT_ROLE", _str, "Decision Maker")

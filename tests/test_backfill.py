@@ -246,3 +246,32 @@ def test_the_bulk_client_upserts_rows_and_reads_each_ones_outcome(org_factory):
     assert updated["Description"] is None
     assert bulk.jobs == 2
     assert bulk.batches_left() == org.stats()["bulk"]["daily_batches"] - 2
+
+
+def test_with_line_items_on_a_backfill_above_the_threshold_takes_the_queue(org_factory, tmp_path):
+    from magsync.sandbox.magento import SandboxStore
+    from magsync.sync.backfill import Backfill, Plan, Sinks
+    from magsync.sync.services import Services
+
+    org = org_factory()
+    published = []
+    with SandboxStore(seed=37) as store:
+        store.create_orders(12, at="2024-02-01 09:00:00")
+        env = {
+            **store.settings(),
+            **org.settings(),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "MAGSYNC_BULK_THRESHOLD": "5",  # 12 orders would go through Bulk API 2.0
+            "SALESFORCE_LINE_ITEMS": "true",
+        }
+        services = Services.build(Settings.from_env(env))
+        try:
+            # No Bulk client: a run that chose Bulk API 2.0 would fail here.
+            sinks = Sinks(publish=published.extend, bulk=None, progress=lambda counts: None)
+            plan = Plan(since="2024-01-01 00:00:00", wait=False)
+            counts = Backfill(services, plan, sinks).run()
+        finally:
+            services.close()
+    assert counts.mode == "queue"
+    assert len(published) == 12
+    assert org.bulk_jobs() == []

@@ -145,7 +145,7 @@ def test_malformed_settings_fail_and_the_rest_is_skipped(env):
     assert report.exit_code == 1
     assert "SALESFORCE_LOGIN_URL: must be an https:// URL" in text
     assert "MAGSYNC_DELIVERY_LIMIT" in text
-    assert report.count("skip") == 7  # every other check needs parsed settings
+    assert report.count("skip") == 8  # every other check needs parsed settings
 
 
 def test_missing_credentials_name_the_variable(env):

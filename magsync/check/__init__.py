@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import click
 
-from magsync.check import adobe, broker, magento, salesforce
+from magsync.check import adobe, broker, magento, products, salesforce
 from magsync.check import settings as settings_check
 from magsync.check.report import Finding, Report
 
@@ -85,6 +85,12 @@ CHECKS = (
         "salesforce-fields",
         "Salesforce fields the mapping writes",
         salesforce.check_fields,
+        needs="salesforce_api",
+    ),
+    Check(
+        "salesforce-line-items",
+        "Salesforce line items",
+        products.check_line_items,
         needs="salesforce_api",
     ),
     Check(

@@ -15,11 +15,14 @@ Where the fields go is what each schema declares in ``class Meta`` (``magsync.ma
 read as declared, never guessed: ``salesforce_object``; ``salesforce_write`` (``upsert``,
 ``create`` or ``update``; an undeclared one is ``upsert`` with a ``salesforce_key`` and
 ``create`` without); ``salesforce_key`` (the ``Settings`` attribute naming the upsert key);
-``salesforce_enabled`` (a ``Settings`` attribute or ``callable(settings)``; default: always). A
+``salesforce_enabled`` (a ``Settings`` attribute or ``callable(settings)``; default: always);
+``salesforce_rows`` (``callable(order, settings)``: the objects dumped for one order, when a
+schema writes several records per order, such as its line items; default: the order). A
 schema is outbound when it declares ``salesforce_object``. A field may declare
 ``metadata={"salesforce": {"type": ..., "length": ...}}`` (a kind of ``ACCEPTS``, and the most
 characters it writes), which wins over what the samples show; links to other records (``Link``
-fields) are declared ``reference``.
+fields) are declared ``reference``, and ``create_only`` when they are written only as a record
+is created (an upsert leaves them out of an update: they need not be updateable).
 
 ``field_findings(target, describe)`` compares a target with its object's describe (``GET
 /sobjects/{Type}/describe``): each field exists, can be written as the schema writes it
@@ -202,6 +205,7 @@ class FieldSpec:
     bounded: bool = True
     values: tuple = ()
     key: bool = False
+    create_only: bool = False  # written only when the record is created (a line's links)
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,8 @@ def _spec(name, samples, declared, key):
         kind = declared["type"]
     if declared.get("length"):
         length, bounded = declared["length"], True
-    return FieldSpec(name, kind, length, bounded, texts, key)
+    create_only = bool(declared.get("create_only"))
+    return FieldSpec(name, kind, length, bounded, texts, key, create_only)
 
 
 def _declared_write(meta):
@@ -302,9 +307,12 @@ def _declared_key(meta, write, settings):
 def _dumps(schema, settings):
     """``[(length, fields)]``: the samples dumped through ``schema``."""
     instance = _instance(schema, settings)
+    # A schema that writes several records per order (line items) says which in ``Meta``.
+    rows = getattr(schema.Meta, "salesforce_rows", None) or (lambda order, _: [order])
     return [
-        (length, instance.dump(load_order(document)))
+        (length, instance.dump(row))
         for document, length in probe_documents(settings)
+        for row in rows(load_order(document), settings)
     ]
 
 
@@ -387,7 +395,7 @@ _NEEDED = {
 
 def _access(target, spec, described):
     needed = _NEEDED[target.write]
-    if spec.key:
+    if spec.key or spec.create_only:
         needed = ("createable",)  # an upsert's URL carries the key: it is only ever created
     missing = [flag for flag in needed if not described.get(flag)]
     if missing:

@@ -7,9 +7,10 @@ connection (PostgreSQL) or one process's file descriptor (SQLite), never one per
 
 Every session takes its locks in one global order (``lock_order``): order locks first, an edited
 order before the order it replaced (deeper edits first: ``<n>-2`` before ``<n>-1`` before
-``<n>``), then customers; within a level by key. A single order's session (the order, its parent,
-later its customer) and a batch's session (all its orders and parents, then all its customers)
-follow the same order, so no two sessions can wait on each other in a cycle.
+``<n>``), then customers, then products (a SKU's creation, line items); within a level by key.
+A single order's session (the order, its parent, later its customer, then its new SKUs) and a
+batch's session (all its orders and parents, then all its customers, then SKUs) follow the same
+order, so no two sessions can wait on each other in a cycle.
 ``MAGSYNC_LOCK_TIMEOUT`` bounds every wait anyway, and a wait that times out raises
 ``LockTimeout``, a ``RetryLater``.
 
@@ -86,6 +87,8 @@ def lock_order(name):
     """The sort key of ``name`` in the global lock order (see the module)."""
     if name.kind == "order":
         return (0, -name.depth, name.key)
+    if name.kind == "product":
+        return (2, 0, name.key)
     return (1, 0, name.key)
 
 

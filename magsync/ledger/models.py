@@ -1,5 +1,6 @@
 """The ledger's tables: one row per order, one per customer, each order's event history, the
-event ids applied, the org's API usage, and where reconciliation and backfills stand.
+event ids applied, the org's API usage, where reconciliation and backfills stand, and (line
+items) the products and price-book entries of SKUs and each order's lines.
 
 Times are naive UTC (``DateTime`` without a zone reads the same on SQLite and PostgreSQL);
 Magento's ``updated_at`` is stored as Magento writes it, to the second.
@@ -16,6 +17,10 @@ ORDER_NUMBER = 64
 EMAIL = 254
 # Event ids as ``magsync.magento.adobe.event_key`` keeps them.
 EVENT_ID = 100
+# Magento SKUs are at most 64 characters; a line's external id is an item id or
+# ``<number>/shipping``.
+SKU = 255
+LINE_KEY = 100
 
 
 def utcnow():
@@ -160,3 +165,37 @@ class BackfillRow(Base):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ProductRow(Base):
+    """The Product2 a SKU resolved to (line items): a known SKU costs no lookup."""
+
+    __tablename__ = "ledger_products"
+
+    sku: Mapped[str] = mapped_column(String(SKU), primary_key=True)
+    product_id: Mapped[str] = mapped_column(String(SF_ID))
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class PriceEntryRow(Base):
+    """The PricebookEntry of a SKU in a price book (``pricebook``: ``SALESFORCE_PRICEBOOK_ID``
+    as set, ``standard`` or an id) and currency (empty without multi-currency)."""
+
+    __tablename__ = "ledger_price_entries"
+
+    sku: Mapped[str] = mapped_column(String(SKU), primary_key=True)
+    pricebook: Mapped[str] = mapped_column(String(SF_ID), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(SF_ID))
+    changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class OrderLineRow(Base):
+    """One OpportunityLineItem Salesforce confirmed for an order (by the line's external id), so
+    a line the order no longer has is deleted by its id."""
+
+    __tablename__ = "ledger_order_lines"
+
+    increment_id: Mapped[str] = mapped_column(String(ORDER_NUMBER), primary_key=True)
+    line_key: Mapped[str] = mapped_column(String(LINE_KEY), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(SF_ID))

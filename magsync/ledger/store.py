@@ -35,7 +35,10 @@ from magsync.ledger.models import (
     BackfillRow,
     CustomerRow,
     EventRow,
+    OrderLineRow,
     OrderRow,
+    PriceEntryRow,
+    ProductRow,
     utcnow,
 )
 
@@ -166,6 +169,7 @@ class Applied:
     closed_parent: str | None = None
     api_calls: int = 0
     batch: int | None = None  # orders that shared the calls, when written in a batch
+    lines: dict | None = None  # line key -> OpportunityLineItem id (None: no line items)
 
 
 @dataclass(frozen=True)
@@ -604,6 +608,8 @@ class Ledger:
         )
         if applied.new_customer is not None:
             self._customer(session, applied.new_customer)
+        if applied.lines is not None:
+            self._lines(session, version.increment_id, applied.lines)
         if applied.closed_parent:
             parent = self._row(session, applied.closed_parent)
             parent.replaced_by = version.increment_id
@@ -614,6 +620,77 @@ class Ledger:
                 record_id=parent.record_id,
                 replaced_by=version.increment_id,
             )
+
+    def _lines(self, session, increment_id, lines):
+        session.execute(delete(OrderLineRow).where(OrderLineRow.increment_id == increment_id))
+        session.add_all(
+            OrderLineRow(increment_id=increment_id, line_key=key, record_id=record_id)
+            for key, record_id in lines.items()
+        )
+
+    # -- line items: products, price-book entries, each order's lines ----------------------------
+
+    def order_lines(self, increment_ids):
+        """``{increment_id: {line key: OpportunityLineItem id}}`` of the orders with lines."""
+        numbers = sorted(set(increment_ids))
+        if not numbers:
+            return {}
+        found = {}
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(OrderLineRow).where(OrderLineRow.increment_id.in_(numbers))
+            )
+            for row in rows:
+                found.setdefault(row.increment_id, {})[row.line_key] = row.record_id
+        return found
+
+    def price_entries(self, skus, pricebook, currency):
+        """``{sku: PricebookEntry id}`` of the SKUs the ledger knows in ``pricebook`` and
+        ``currency`` (``""`` without multi-currency)."""
+        keys = sorted(set(skus))
+        if not keys:
+            return {}
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(PriceEntryRow).where(
+                    PriceEntryRow.sku.in_(keys),
+                    PriceEntryRow.pricebook == pricebook,
+                    PriceEntryRow.currency == currency,
+                )
+            )
+            return {row.sku: row.entry_id for row in rows}
+
+    def products(self, skus):
+        """``{sku: Product2 id}`` of the SKUs the ledger knows."""
+        keys = sorted(set(skus))
+        if not keys:
+            return {}
+        with self._transaction() as session:
+            rows = session.scalars(select(ProductRow).where(ProductRow.sku.in_(keys)))
+            return {row.sku: row.product_id for row in rows}
+
+    def remember_products(self, products, entries, pricebook, currency):
+        """Record ``products`` (``{sku: Product2 id}``) and ``entries`` (``{sku: PricebookEntry
+        id}`` in ``pricebook`` and ``currency``), as Salesforce confirmed them."""
+        with self._transaction() as session:
+            for sku, product_id in products.items():
+                row = session.get(ProductRow, sku) or ProductRow(sku=sku)
+                row.product_id = product_id
+                session.add(row)
+            for sku, entry_id in entries.items():
+                key = (sku, pricebook, currency)
+                row = session.get(PriceEntryRow, key) or PriceEntryRow(
+                    sku=sku, pricebook=pricebook, currency=currency
+                )
+                row.entry_id = entry_id
+                session.add(row)
+
+    def forget_products(self, skus):
+        """Drop what the ledger knows of ``skus`` (Salesforce no longer knows an id of theirs)."""
+        keys = sorted(set(skus))
+        with self._transaction() as session:
+            session.execute(delete(PriceEntryRow).where(PriceEntryRow.sku.in_(keys)))
+            session.execute(delete(ProductRow).where(ProductRow.sku.in_(keys)))
 
     def _customer(self, session, customer):
         row = session.get(CustomerRow, customer.email)

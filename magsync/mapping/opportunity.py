@@ -10,12 +10,16 @@ that as a ``Record`` for the writer. For the seed's example order it yields::
     Billing_State__c "State", Billing_PostalCode__c "12345", Billing_Country__c "US",
     Description "Product X (SKU: PROD-XYZ, Qty: 1)", LeadSource "Magento E-commerce"
 
-Where they apply, it adds ``CurrencyIsoCode`` (``SALESFORCE_MULTI_CURRENCY``) and what an edit
+Where they apply, it adds ``CurrencyIsoCode`` (``SALESFORCE_MULTI_CURRENCY``), the order's
+``total_refunded`` (in ``SALESFORCE_REFUNDED_FIELD`` when set) and what an edit
 writes (``magsync.mapping.edits``): for an edited order the number of the order it replaces, for
 an order an edit replaced the canceled stage and a note naming the replacement. An email
 Salesforce's Email fields refuse (a quoted local part) is left out. The link to the buyer's
 Account (``AccountId``) is added at write time (``with_account``): it depends on Salesforce ids.
 """
+
+import dataclasses
+from decimal import Decimal
 
 from marshmallow import fields, post_dump
 
@@ -27,6 +31,7 @@ from magsync.mapping.common import (
     truncate,
 )
 from magsync.mapping.edits import replaced_fields, replacing_fields
+from magsync.mapping.lines import order_lines
 from magsync.mapping.records import UPSERT, Link, OutboundSchema
 
 NAME_LIMIT = 120  # Opportunity.Name is a Text(120)
@@ -119,17 +124,23 @@ class OpportunitySchema(OutboundSchema):
         data.update(replacing_fields(order, self.settings))
         if self.replaced_by:
             data.update(replaced_fields(self.replaced_by, self.settings))
+        if self.settings.sf_refunded_field:
+            data[self.settings.sf_refunded_field] = money(order.total_refunded or Decimal("0"))
         return data
 
 
 def opportunity_record(order, settings, previous_stage=None, replaced_by=None):
-    """The Opportunity ``Record`` for ``order``, keyed on its increment id, without links.
+    """The Opportunity ``Record`` for ``order``, keyed on its increment id, without links; with
+    line items on (``SALESFORCE_LINE_ITEMS``), its ``Line`` list as the record's children.
 
     ``previous_stage`` is the stage last written (kept for states outside the map);
     ``replaced_by`` the number of the edited order that replaced this one, if any.
     """
     schema = OpportunitySchema(settings, previous_stage=previous_stage, replaced_by=replaced_by)
-    return schema.record(order)
+    record = schema.record(order)
+    if settings.sf_line_items:
+        record = dataclasses.replace(record, children=tuple(order_lines(order, settings)))
+    return record
 
 
 def with_account(record, account):

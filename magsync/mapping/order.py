@@ -54,6 +54,15 @@ class Item:
     price: Decimal
     parent_item_id: int | None = None
     product_type: str | None = None
+    row_total: Decimal | None = None
+    discount_amount: Decimal = Decimal("0")
+
+    @property
+    def net_total(self):
+        """What the buyer paid for the row before tax: its total (``price x qty`` when the
+        payload has none) less its own discount."""
+        total = self.row_total if self.row_total is not None else self.price * self.qty_ordered
+        return total - self.discount_amount
 
     @property
     def is_child(self):
@@ -87,6 +96,10 @@ class Order:
     relation_child_real_id: str | None = None
     original_increment_id: str | None = None
     edit_increment: int | None = None
+    shipping_amount: Decimal = Decimal("0")
+    tax_amount: Decimal = Decimal("0")
+    discount_amount: Decimal = Decimal("0")
+    total_refunded: Decimal | None = None
 
     @property
     def customer_name(self):
@@ -165,14 +178,17 @@ class ItemSchema(Schema):
     parent_item_id = fields.Integer(load_default=None, allow_none=True, strict=False)
     parent_item = fields.Dict(load_default=None, allow_none=True)
     product_type = _opt_str()
+    row_total = Money(load_default=None, allow_none=True)
+    discount_amount = Money(load_default=Decimal("0"), allow_none=True)
 
     @post_load
     def make(self, data, **kwargs):
         parent = data.pop("parent_item")
         if data["parent_item_id"] is None and parent:
             data["parent_item_id"] = parent.get("item_id") or -1
-        if data["price"] is None:
-            data["price"] = Decimal("0")
+        for name in ("price", "discount_amount"):
+            if data[name] is None:
+                data[name] = Decimal("0")
         return Item(**data)
 
 
@@ -213,9 +229,16 @@ class MagentoOrderSchema(Schema):
     extension_attributes = fields.Nested(
         ExtensionAttributesSchema, load_default=None, allow_none=True
     )
+    shipping_amount = Money(load_default=Decimal("0"), allow_none=True)
+    tax_amount = Money(load_default=Decimal("0"), allow_none=True)
+    discount_amount = Money(load_default=Decimal("0"), allow_none=True)
+    total_refunded = Money(load_default=None, allow_none=True)
 
     @post_load
     def make(self, data, **kwargs):
+        for name in ("shipping_amount", "tax_amount", "discount_amount"):
+            if data[name] is None:
+                data[name] = Decimal("0")
         extension = data.pop("extension_attributes") or {}
         data["shipping_address"] = _shipping_address(extension.get("shipping_assignments", []))
         data["items"] = tuple(data["items"])

@@ -12,7 +12,8 @@ declarations, so what is checked is what is written:
 - ``salesforce_enabled`` (optional): a ``Settings`` attribute or ``callable(settings)``; when
   false the schema is not written with these settings.
 
-Links to other records (``AccountId``, a contact role's ``OpportunityId``) are ``Link`` fields.
+Links to other records (``AccountId``, a contact role's ``OpportunityId``) are ``Link`` fields
+(``Link(create_only=True)``: given only when the record is created, as a line item's).
 Their values are Salesforce ids, or Composite references to records the same call creates, and
 are known only at write time: the schema gets them as ``links``; built without them, it leaves
 them out (an order's version is hashed without its links).
@@ -34,13 +35,18 @@ UPDATE = "update"
 @dataclass(frozen=True)
 class Record:
     """One record to upsert: its object, its external-id field and value, its fields, and its
-    links to other records (kept apart: they are not part of the order's version)."""
+    links to other records (kept apart: they are not part of the order's version).
+
+    ``children``: what is written with it and is part of the order's version too (an
+    Opportunity's line items, ``magsync.mapping.lines.Line``), empty for most records.
+    """
 
     sobject: str
     external_id_field: str
     external_id: str
     fields: dict
     links: dict = field(default_factory=dict)
+    children: tuple = ()
 
     def body(self):
         """The fields and links without the external-id field (an upsert URL carries that one)."""
@@ -77,8 +83,9 @@ class Link(fields.Field):
     """A lookup to another record, written as the Salesforce id (or Composite reference) the
     schema was given in ``links``; left out when none was given."""
 
-    def __init__(self, **kwargs):
-        super().__init__(dump_only=True, metadata={"salesforce": {"type": "reference"}}, **kwargs)
+    def __init__(self, create_only=False, **kwargs):
+        declared = {"type": "reference", **({"create_only": True} if create_only else {})}
+        super().__init__(dump_only=True, metadata={"salesforce": declared}, **kwargs)
 
     def serialize(self, attr, obj, accessor=None, **kwargs):
         return self.parent.links.get(self.data_key or attr, missing)

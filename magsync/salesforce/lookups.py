@@ -93,3 +93,59 @@ def find_contact_role(writer, external_id_field, order_number, contact_id):
     )
     records = writer.query(f"SELECT Id FROM OpportunityContactRole WHERE {where} LIMIT 1")  # noqa: S608
     return records[0]["Id"] if records else None
+
+
+# -- products (line items) --------------------------------------------------------------------
+
+
+def find_products(writer, sku_field, skus, **limits):
+    """``{sku: [record]}``: the Product2 records carrying each of ``skus`` (matched as
+    Salesforce matches text, case-insensitively; keyed by the SKU as asked), oldest first, each
+    with ``Id``, ``IsActive`` and ``CreatedDate``; one query per chunk of SKUs."""
+    template = (
+        f"SELECT Id, {sku_field}, IsActive, CreatedDate FROM Product2 "  # noqa: S608
+        f"WHERE {sku_field} IN ({{}}) ORDER BY CreatedDate ASC, Id ASC"
+    )
+    asked = {sku.lower(): sku for sku in skus}
+    found = {}
+    for soql in in_chunks(template, sorted(set(skus)), **limits):
+        for record in writer.query_all(soql):
+            sku = asked.get((record.get(sku_field) or "").lower())
+            if sku is not None:
+                found.setdefault(sku, []).append(record)
+    return found
+
+
+def find_price_entries(writer, product_ids, multi_currency, **limits):
+    """The PricebookEntry records of ``product_ids``: ``Id``, ``Product2Id``, ``Pricebook2Id``,
+    ``IsActive``, ``Pricebook2.IsStandard`` and, with multi-currency, ``CurrencyIsoCode``."""
+    currency = ", CurrencyIsoCode" if multi_currency else ""
+    template = (
+        f"SELECT Id, Product2Id, Pricebook2Id, IsActive, Pricebook2.IsStandard{currency} "  # noqa: S608
+        "FROM PricebookEntry WHERE Product2Id IN ({})"
+    )
+    records = []
+    for soql in in_chunks(template, sorted(set(product_ids)), **limits):
+        records.extend(writer.query_all(soql))
+    return records
+
+
+def standard_pricebook(writer):
+    """The id of the org's standard price book, or None (products not enabled)."""
+    records = writer.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true LIMIT 1")
+    return records[0]["Id"] if records else None
+
+
+def same_id(one, other):
+    """Whether two Salesforce ids (15 or 18 characters) name one record."""
+    return bool(one and other) and _id15(one) == _id15(other)
+
+
+def find_order_lines(writer, external_id_field, order_number, line_field):
+    """``{line key: id}`` of the OpportunityLineItems of the order's Opportunity (a line
+    without a key, added by hand, is keyed by its id)."""
+    where = f"Opportunity.{external_id_field} = {literal(order_number)}"
+    soql = f"SELECT Id, {line_field} FROM OpportunityLineItem WHERE {where}"  # noqa: S608
+    return {
+        record.get(line_field) or record["Id"]: record["Id"] for record in writer.query_all(soql)
+    }

@@ -192,6 +192,10 @@ class SalesforceWriter:
             records.extend(body.get("records") or [])
         return records
 
+    def describe(self, sobject):
+        """The describe of ``sobject`` (``GET sobjects/{Type}/describe``): its fields' flags."""
+        return self._call("GET", f"sobjects/{sobject}/describe", None)
+
     def composite_each(self, subrequests, all_or_none=False):
         """Run ``subrequests`` in one Composite call; a ``SubResult`` per subrequest, in order.
 
@@ -225,8 +229,13 @@ class SalesforceWriter:
         failures = []
         for item in self._composite_call(subrequests, True):
             status = item.get("httpStatusCode") or 500
+            refused = _refused_record(item.get("body"))
             if status >= 400:
                 failures.append((status, item.get("body")))
+            elif refused is not None:
+                # A Collections subrequest answers 200 with a failed record inside; under
+                # allOrNone that fails the whole call, and its errors are the cause.
+                failures.append((400, refused))
             else:
                 results[item.get("referenceId")] = item.get("body") or {}
         if failures:
@@ -303,3 +312,13 @@ class SalesforceWriter:
 
 def _error_items(body):
     return [item for item in body if isinstance(item, dict)] if isinstance(body, list) else []
+
+
+def _refused_record(body):
+    """The errors of the first failed record of a Collections answer, else None."""
+    if not isinstance(body, list):
+        return None
+    for item in body:
+        if isinstance(item, dict) and item.get("success") is False:
+            return item.get("errors") or []
+    return None

@@ -182,6 +182,10 @@ class Backfill:
     def _mode(self):
         if self.plan.dry_run:
             return "dry-run"
+        # A Bulk job of Opportunities cannot carry their lines: with line items on, every order
+        # takes the queue (Composite and Collections, lines included).
+        if self.settings.sf_line_items:
+            return "queue"
         return "bulk" if self.counts.total > self.settings.bulk_threshold else "queue"
 
     def _pages(self, walk):

@@ -11,7 +11,10 @@ order meets. In order:
 3. Opportunities: one Collections upsert by order number, each linked to its buyer's Account,
    in one Composite call with the Collections create of their new contact roles (which refer to
    the upsert's results); should that create fail as a whole (an Opportunity it refers to was
-   refused), the roles are created by a call of their own.
+   refused), the roles are created by a call of their own. With line items on, the same call
+   carries the orders' lines (``magsync.sync.lines``: the products they need found or made
+   first, a delete of the lines orders no longer have, upserts of 200 lines at most); lines
+   that do not fit, or whose subrequest failed as a whole, are written by a call of their own.
 4. Contact roles the ledger does not know and an earlier attempt may have created (an order in
    doubt whose buyer's Contact existed): looked up (one SOQL query per chunk), created if absent.
 5. The Opportunities of the orders edits replaced: closed (one Collections update).
@@ -35,6 +38,8 @@ from magsync.mapping.opportunity import with_account
 from magsync.salesforce.lookups import find_contact_roles, role_of
 from magsync.salesforce.writer import Subrequest, record_results, reference
 from magsync.sync.buyers import resolve_buyers
+from magsync.sync.lines import REFUSED_ENTRY, batch_results, batch_subrequests, plan_batch
+from magsync.sync.products import forget
 from magsync.sync.writes import STALE_REFERENCES, closing_for
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,8 @@ class Plan:
     role_id: str | None = None
     closed_parent: str | None = None
     outcome: object = None  # Applied, or the failure
+    lines: object = None  # the order's LineWrite (line items), else None
+    line_ids: dict | None = None  # what Salesforce confirmed of its lines
 
     @property
     def open(self):
@@ -103,7 +110,7 @@ def write(plans, parents, services, locks):
     if opportunities:
         _buyers(opportunities, services, locks)
         live = _open(opportunities)
-        _upsert_with_roles(live, services)
+        _upsert_with_roles(live, services, locks)
         _forget_refused_buyers(live, services.ledger)
         _roles(_open(live), services)
         _forget_refused_buyers(live, services.ledger)
@@ -123,18 +130,29 @@ def _upsert(plans, records, writer):
     _take_results(plans, results)
 
 
-def _upsert_with_roles(plans, services):
-    """Upsert the Opportunities and create the roles known to be new, in one Composite call."""
+def _upsert_with_roles(plans, services, locks=None):
+    """Upsert the Opportunities and create the roles known to be new, with the orders' line
+    items (``SALESFORCE_LINE_ITEMS``), in one Composite call."""
     records = [with_account(plan.record, plan.buyer.account_id) for plan in plans]
     for plan in plans:
         _known_role(plan)
+    try:
+        writes = plan_batch(plans, services, locks, lambda i: reference(f"opportunities[{i}]"))
+    except SyncError as exc:  # the batch's products could not be found or made
+        fail(plans, exc)
+        return
+    for plan, lines in zip(plans, writes, strict=True):
+        plan.lines = lines
     eager = [
         (index, plan)
         for index, plan in enumerate(plans)
         if plan.role_id is None and not _doubtful(plan)
     ]
-    if len(plans) == 1 or not eager:
+    # Lines too many for one call are written after the orders (``_lines_after``).
+    line_subrequests = batch_subrequests(writes) or []
+    if (len(plans) == 1 or not eager) and not line_subrequests:
         _upsert(plans, records, services.writer)
+        _take_lines(plans, {}, services)
         return
     roles = [
         contact_role_record(
@@ -145,30 +163,81 @@ def _upsert_with_roles(plans, services):
         )
         for index, plan in eager
     ]
-    subrequests = [
-        Subrequest.upsert_many("opportunities", records),
-        Subrequest.create_many("roles", roles),
-    ]
+    subrequests = [Subrequest.upsert_many("opportunities", records), *line_subrequests]
+    if roles:
+        subrequests.append(Subrequest.create_many("roles", roles))
     try:
-        upserted, created = services.writer.composite_each(subrequests)
+        answers = {a.reference_id: a for a in services.writer.composite_each(subrequests)}
     except SyncError as exc:
         fail(plans, exc)
         return
+    upserted = answers["opportunities"]
     if not upserted.ok or not isinstance(upserted.body, list):
         fail(plans, classify_salesforce(upserted.status, upserted.body))
         return
     _take_results(plans, record_results(records, upserted.body))
-    if created.ok and isinstance(created.body, list):
-        eager_plans = [plan for _, plan in eager]
-        for plan, result in zip(eager_plans, record_results(roles, created.body), strict=True):
-            if not plan.open:
-                continue
-            if result.ok:
-                plan.role_id = result.id
-            else:
-                plan.outcome = result.error
-    # Otherwise no role was made (a reference to a refused Opportunity fails the whole
-    # subrequest): ``_roles`` creates them.
+    _take_lines(plans, answers, services)
+    _take_roles([plan for _, plan in eager], roles, answers.get("roles"))
+
+
+def _take_roles(eager_plans, roles, created):
+    if created is None or not created.ok or not isinstance(created.body, list):
+        # No role was made (a reference to a refused Opportunity fails the whole
+        # subrequest): ``_roles`` creates them.
+        return
+    for plan, result in zip(eager_plans, record_results(roles, created.body), strict=True):
+        if not plan.open:
+            continue
+        if result.ok:
+            plan.role_id = result.id
+        else:
+            plan.outcome = result.error
+
+
+def _take_lines(plans, answers, services):
+    """Each plan's line results from the Composite ``answers``; lines left unwritten (a
+    subrequest referred to a refused Opportunity, or they did not fit) are written on their
+    own."""
+    batch_results(plans, answers)
+    _lines_after(plans, services)
+
+
+def _lines_after(plans, services):
+    """Write the lines still unwritten of the open plans, with their Opportunities' ids."""
+    live = []
+    for plan in plans:
+        if not plan.open or plan.lines is None or plan.line_ids is not None:
+            continue
+        if not plan.lines.records and not plan.lines.vanished:
+            plan.line_ids = {}
+            continue
+        plan.lines = plan.lines.linked_to(plan.written.id)
+        live.append(plan)
+    groups = [live] if batch_subrequests([p.lines for p in live], room=5) else [[p] for p in live]
+    for group in groups:
+        if not group:
+            continue
+        subrequests = batch_subrequests([plan.lines for plan in group], room=5)
+        try:
+            answers = {a.reference_id: a for a in services.writer.composite_each(subrequests)}
+        except SyncError as exc:
+            fail(group, exc)
+            continue
+        batch_results(group, answers)
+    for plan in plans:
+        _line_outcome(plan, services)
+
+
+def _line_outcome(plan, services):
+    if not plan.open or plan.lines is None:
+        return
+    if isinstance(plan.line_ids, SyncError):
+        error, plan.line_ids = plan.line_ids, None
+        codes = {e.get("errorCode") for e in error.errors}
+        if codes & REFUSED_ENTRY:
+            forget(plan.lines.skus, services)
+            error = RetryLater(f"{error}; its products are looked up again", reason="stale_product")
+        plan.outcome = error
 
 
 def _take_results(plans, results):
@@ -191,6 +260,7 @@ def _applied(plan):
         contact_id=plan.buyer.contact_id,
         contact_role_id=plan.role_id,
         closed_parent=plan.closed_parent,
+        lines=plan.line_ids,
     )
 
 

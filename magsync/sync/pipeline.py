@@ -201,8 +201,11 @@ def primary_record(order, state, settings):
 
 
 def record_hash(record):
-    """SHA-256 of what a write would send (object and fields, links excluded)."""
+    """SHA-256 of what a write would send (object and fields, links excluded; line items when
+    the record has them)."""
     document = {"sobject": record.sobject, "fields": record.fields}
+    if record.children:
+        document["children"] = [dataclasses.asdict(child) for child in record.children]
     text = json.dumps(document, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

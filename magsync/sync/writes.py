@@ -6,11 +6,14 @@
 - Otherwise one Composite call, all or none: the buyer's Account and Contact when they are new
   (or the link of an existing Contact to a new Account), the Opportunity upsert, its contact
   role, and for an edited order the update closing the Opportunity of the order it replaced.
+- With line items on (``SALESFORCE_LINE_ITEMS``) always that one Composite call, the order's
+  lines in it (``magsync.sync.lines``): its cost stays one call when the products are known.
 
 ``magsync.mapping`` says what each record holds; this module decides which records a write needs
 and returns what Salesforce confirmed (an ``Applied``).
 """
 
+import dataclasses
 import logging
 
 from magsync.errors import DeadLetter
@@ -26,6 +29,8 @@ from magsync.mapping.opportunity import with_account
 from magsync.salesforce.lookups import find_contact_role
 from magsync.salesforce.writer import Subrequest, reference
 from magsync.sync.buyers import find_buyer
+from magsync.sync.lines import REFUSED_ENTRY, REFUSED_LINES, plan_lines
+from magsync.sync.products import forget
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +45,35 @@ def write_lead(record, services):
 
 
 def write_opportunity(order, record, state, services, locks, fresh=False):
-    """Write the Opportunity ``record`` of ``order`` with its buyer, contact role and, for an
-    edit, the closing of the order it replaced.
+    """Write the Opportunity ``record`` of ``order`` with its buyer, contact role, line items
+    (``SALESFORCE_LINE_ITEMS``) and, for an edit, the closing of the order it replaced.
 
-    When Salesforce refuses the Account or Contact the ledger remembers (deleted or merged), the
-    buyer is looked up again and the write made once more.
+    When Salesforce refuses the Account or Contact the ledger remembers (deleted or merged), or a
+    price-book entry it remembers for a line, the ids are forgotten, looked up again and the
+    write made once more.
     """
     buyer = find_buyer(order, state, services, locks, fresh)
+    lines = plan_lines(order, record, state, services, locks, reference("opportunity"), fresh)
     try:
-        return _write_linked(order, record, state, services, buyer)
+        return _write_linked(order, record, state, services, buyer, lines)
     except DeadLetter as exc:
-        refused = {e.get("errorCode") for e in exc.errors} & STALE_REFERENCES
-        if fresh or buyer.new or not refused:
+        codes = {e.get("errorCode") for e in exc.errors}
+        stale_buyer = bool(codes & STALE_REFERENCES) and not buyer.new
+        stale_lines = lines is not None and bool(codes & REFUSED_LINES)
+        if fresh or not (stale_buyer or stale_lines):
             raise
-    log.warning(
-        "remembered customer refused by salesforce",
-        extra={"order": order.increment_id, "reason": ",".join(sorted(refused))},
-    )
-    services.ledger.forget_customer(buyer.email)
+    if stale_buyer:
+        log.warning(
+            "remembered customer refused by salesforce",
+            extra={"order": order.increment_id, "reason": ",".join(sorted(codes))},
+        )
+        services.ledger.forget_customer(buyer.email)
+    if stale_lines and codes & REFUSED_ENTRY:
+        forget(lines.skus, services)
     return write_opportunity(order, record, state, services, locks, fresh=True)
 
 
-def _write_linked(order, record, state, services, buyer):
+def _write_linked(order, record, state, services, buyer, lines=None):
     settings, writer = services.settings, services.writer
     subrequests, account, contact = _buyer_writes(order, buyer, settings)
     role_id = _known_role(record, state, buyer, writer)
@@ -71,38 +83,38 @@ def _write_linked(order, record, state, services, buyer):
             Subrequest.update("parent", closing.sobject, closing.record_id, closing.fields)
         )
     linked = with_account(record, account)
-    stage = record.fields.get("StageName")
-    if not subrequests and role_id is not None:
+    applied = Applied(
+        sobject="Opportunity",
+        record_id=None,
+        created=None,
+        stage=record.fields.get("StageName"),
+        account_id=buyer.account_id,
+        contact_id=buyer.contact_id,
+        contact_role_id=role_id,
+        closed_parent=closed_parent,
+    )
+    if not subrequests and role_id is not None and lines is None:
         result = _upsert(linked, writer)
-        return Applied(
-            sobject="Opportunity",
-            record_id=result.id,
-            created=result.created,
-            stage=stage,
-            account_id=buyer.account_id,
-            contact_id=buyer.contact_id,
-            contact_role_id=role_id,
-            closed_parent=closed_parent,
-        )
-    # After the Account and Contact it refers to, before the parent update and the role.
+        return dataclasses.replace(applied, record_id=result.id, created=result.created)
+    # After the Account and Contact it refers to, then its lines, before the parent and the role.
     position = sum(1 for s in subrequests if s.reference_id in ("account", "contact"))
-    subrequests.insert(position, Subrequest.upsert("opportunity", linked))
+    own = [Subrequest.upsert("opportunity", linked), *(lines.subrequests() if lines else ())]
+    subrequests[position:position] = own
     if role_id is None:
         role = contact_role_record(order, settings, reference("opportunity"), contact)
         subrequests.append(Subrequest.create("role", role.sobject, role.fields))
     results = writer.composite(subrequests)
     account_id = results["account"]["id"] if buyer.create_account else buyer.account_id
     contact_id = results["contact"]["id"] if buyer.create_contact else buyer.contact_id
-    return Applied(
-        sobject="Opportunity",
+    return dataclasses.replace(
+        applied,
         record_id=results["opportunity"]["id"],
         created=results["opportunity"].get("created"),
-        stage=stage,
         account_id=account_id,
         contact_id=contact_id,
         contact_role_id=results["role"]["id"] if role_id is None else role_id,
         new_customer=Customer(buyer.email, account_id, contact_id) if buyer.new else None,
-        closed_parent=closed_parent,
+        lines=lines.confirmed(results) if lines else None,
     )
 
 

@@ -321,6 +321,7 @@ class OrderGenerator:
           (pinning ``region`` or ``country_id`` without the region ids drops the generated ids);
         * ``items``: a list of ``{"sku", "name", "qty_ordered", "price"}`` (order currency; any
           other item field is kept too, ``"product_type": "configurable"`` adds the child row);
+        * ``coupon_code``: the cart rule of that coupon applies (its percentage off the items);
         * ``grand_total``: the other totals are balanced to it (no tax, no cart rule; the
           difference to the subtotal becomes shipping, or a discount when the total is lower).
 
@@ -377,6 +378,8 @@ class OrderGenerator:
 
         tax_percent, tax_code = self._tax_rate(shipping)
         rule = rng.choice(self.settings["rules"]) if rng.random() < 0.25 else None
+        if pins.get("coupon_code"):
+            rule = _rule_of_coupon(self.settings["rules"], pins["coupon_code"])
         shipping_method = self._shipping_method(lines, base_currency)
 
         if pinned_total is not None:
@@ -814,6 +817,14 @@ def _applied_tax(code, percent, amount, base_amount):
         "amount": wire(amount),
         "base_amount": wire(base_amount),
     }
+
+
+def _rule_of_coupon(rules, code):
+    """The cart rule whose coupon is ``code`` (ValueError for an unknown one)."""
+    for rule in rules:
+        if rule.get("coupon") and rule["coupon"].lower() == str(code).lower():
+            return rule
+    raise ValueError(f"no cart rule has the coupon {code!r}")
 
 
 def _price(lines, tax_percent, rule, discounts):

@@ -375,8 +375,31 @@ def _expected_revenue(obj, merged, values):
         values["ExpectedRevenue"] = round(merged["Amount"] * probability / 100, 2)
 
 
+def _locked_by_lines(existing, values):
+    """The fields an update may not change on an Opportunity with line items (Pricebook2Id,
+    CurrencyIsoCode): "The API rejects any attempt to update these fields" (SOAP API object
+    reference, OpportunityLineItem, quoted at salesforce.stackexchange.com/tags/
+    opportunity-lineitem/info). The error's shape is assumed."""
+    if not (existing and existing.get("HasOpportunityLineItem")):
+        return
+    for name, reason in (
+        ("Pricebook2Id", "cannot change pricebook on opportunity with line items"),
+        ("CurrencyIsoCode", "cannot change currency on opportunity with line items"),
+    ):
+        if name in values and _changed(existing.get(name), values[name]):
+            raise _integrity(name, reason)
+
+
+def _changed(old, new):
+    if ids.normalize(old) is not None:
+        return ids.normalize(old) != ids.normalize(new)
+    return old != new
+
+
 def _opportunity(store, obj, phase, merged, values, existing):
     _derive_stage(store, obj, phase, merged, values, existing)
+    if phase == "after":
+        _locked_by_lines(existing, values)
     if phase == "after" and "Amount" in values:
         if existing and existing.get("HasOpportunityLineItem"):
             # With products attached, Amount is the sum of their total prices.
@@ -434,6 +457,14 @@ def _line_item(store, obj, phase, merged, values, existing):
     if phase == "before":
         return
     both = values.get("UnitPrice") is not None and values.get("TotalPrice") is not None
+    if both and existing is not None:
+        # An update answers INVALID_FIELD (an Apex DmlException quoted at fishofprey.com,
+        # 2012/05, "salesforce-unable-to-set").
+        raise bad_request(
+            "INVALID_FIELD",
+            "Cannot change both 'UnitPrice' and 'TotalPrice' in update call",
+            ["UnitPrice"],
+        )
     if both:
         raise _integrity("TotalPrice", "cannot specify both unit price and total price")
     if existing is None and values.get("UnitPrice") is None and values.get("TotalPrice") is None:
@@ -443,6 +474,9 @@ def _line_item(store, obj, phase, merged, values, existing):
         opportunity = store.get("Opportunity", merged["OpportunityId"])
         if not entry.get("IsActive"):
             raise _integrity("PricebookEntryId", "pricebook entry is inactive")
+        if not (store.get("Pricebook2", entry["Pricebook2Id"]) or {}).get("IsActive"):
+            # Assumed shape: the docs require an entry of an active price book.
+            raise _integrity("PricebookEntryId", "pricebook entry is in an inactive pricebook")
         pricebook = opportunity.get("Pricebook2Id")
         if pricebook and ids.normalize(pricebook) != ids.normalize(entry["Pricebook2Id"]):
             raise _integrity(
@@ -461,13 +495,24 @@ def _line_item(store, obj, phase, merged, values, existing):
         values["Name"] = f"{opportunity.get('Name')} {entry.get('Name')}"
         if "CurrencyIsoCode" in obj.fields:
             values["CurrencyIsoCode"] = entry.get("CurrencyIsoCode")
-    quantity = merged.get("Quantity") or 0
-    discount = (merged.get("Discount") or 0) / 100
+    # Currency arithmetic in decimals, to the cent, half up (floats would make 3 x 1.15 = 3.44).
+    quantity = _dec(merged.get("Quantity"))
+    discount = _dec(merged.get("Discount")) / 100
     if values.get("TotalPrice") is not None:
-        values["UnitPrice"] = round(values["TotalPrice"] / quantity, 2) if quantity else 0.0
+        unit = _cents(_dec(values["TotalPrice"]) / quantity) if quantity else decimal.Decimal(0)
+        values["UnitPrice"] = float(unit)
     else:
-        unit = merged.get("UnitPrice") or 0
-        values["TotalPrice"] = round(unit * quantity * (1 - discount), 2)
+        values["TotalPrice"] = float(
+            _cents(_dec(merged.get("UnitPrice")) * quantity * (1 - discount))
+        )
+
+
+def _dec(value):
+    return decimal.Decimal(str(value)) if value is not None else decimal.Decimal(0)
+
+
+def _cents(value):
+    return value.quantize(decimal.Decimal("0.01"), rounding=decimal.ROUND_HALF_UP)
 
 
 def _after_line_item_change(store, opportunity_id):
@@ -481,7 +526,7 @@ def _after_line_item_change(store, opportunity_id):
     ]
     changes = {"HasOpportunityLineItem": bool(items)}
     if items:
-        changes["Amount"] = round(sum(item.get("TotalPrice") or 0 for item in items), 2)
+        changes["Amount"] = float(sum((_dec(item.get("TotalPrice")) for item in items), _dec(0)))
         changes["TotalOpportunityQuantity"] = sum(item.get("Quantity") or 0 for item in items)
         if not opportunity.get("Pricebook2Id"):
             entry = store.get("PricebookEntry", items[0]["PricebookEntryId"])

@@ -460,3 +460,126 @@ def test_a_malformed_validation_rule_is_refused_at_load(org_factory):
     ]
     with pytest.raises(ValueError, match="validation rule 'Bad'"):
         org_factory(schema=schema)
+
+
+# Line-item rules as real Salesforce answers them. Sources, by rule:
+# - entry of another price book: the exact message, quoted in forcedotcom/SFDX-Data-Move-Utility
+#   issue 704 ("field integrity exception: PricebookEntryId (pricebook entry is in a different
+#   pricebook than the one assigned to the opportunity)");
+# - entry of another currency: FIELD_INTEGRITY_EXCEPTION per greytrix.com/blogs/salesforce
+#   2026/04/17 "Fixing PricebookEntry Currency Mismatch"; the message text is assumed;
+# - inactive entry, entry of an inactive price book: no public answer found; the shape is assumed
+#   (FIELD_INTEGRITY_EXCEPTION on PricebookEntryId, like the two above);
+# - a custom price without a standard one: STANDARD_PRICE_NOT_DEFINED, "Before creating a custom
+#   price, create a standard price." (SFDX-Data-Move-Utility issue 706; test_price_book_rules);
+# - UnitPrice and TotalPrice together: FIELD_INTEGRITY_EXCEPTION on insert (bgaldino/rlm-base-dev
+#   pull request 54), INVALID_FIELD "Cannot change both 'UnitPrice' and 'TotalPrice' in update
+#   call" on update (fishofprey.com 2012/05 "salesforce-unable-to-set");
+# - Pricebook2Id set by the first line, and not updatable while lines exist: the SOAP API object
+#   reference quoted at salesforce.stackexchange.com/tags/opportunity-lineitem/info ("The API
+#   rejects any attempt to update these fields"); the error's shape is assumed.
+
+
+def _line(data, opportunity_id, entry_id, **prices):
+    return data(
+        "POST",
+        "sobjects/OpportunityLineItem",
+        json={
+            "OpportunityId": opportunity_id,
+            "PricebookEntryId": entry_id,
+            "Quantity": 1,
+            **(prices or {"UnitPrice": 10}),
+        },
+    )
+
+
+def _error(response):
+    assert response.status_code == 400, response.text
+    (error,) = response.json()
+    return error["errorCode"], error["message"], error["fields"]
+
+
+def test_a_line_of_another_price_book_or_currency_is_refused(org, sf, data, catalog):
+    custom = sf.Pricebook2.create({"Name": "Web store", "IsActive": True})["id"]
+    custom_entry = sf.PricebookEntry.create(
+        {
+            "Pricebook2Id": custom,
+            "Product2Id": catalog["product"],
+            "UnitPrice": 89,
+            "IsActive": True,
+        }
+    )["id"]
+    assert _line(data, catalog["opportunity"], catalog["entry"]).status_code == 201
+    assert _error(_line(data, catalog["opportunity"], custom_entry)) == (
+        "FIELD_INTEGRITY_EXCEPTION",
+        "field integrity exception: PricebookEntryId (pricebook entry is in a different "
+        "pricebook than the one assigned to the opportunity)",
+        ["PricebookEntryId"],
+    )
+    eur = sf.Opportunity.create(opportunity(Amount=None, CurrencyIsoCode="EUR"))["id"]
+    assert _error(_line(data, eur, catalog["entry"])) == (
+        "FIELD_INTEGRITY_EXCEPTION",
+        "field integrity exception: PricebookEntryId (pricebook entry currency code does not "
+        "match opportunity currency code)",
+        ["PricebookEntryId"],
+    )
+
+
+def test_a_line_of_an_inactive_entry_or_price_book_is_refused(org, sf, data, catalog):
+    book = sf.Pricebook2.create({"Name": "Closed book", "IsActive": True})["id"]
+    entry = sf.PricebookEntry.create(
+        {"Pricebook2Id": book, "Product2Id": catalog["product"], "UnitPrice": 5, "IsActive": True}
+    )["id"]
+    sf.Pricebook2.update(book, {"IsActive": False})
+    code, message, fields = _error(_line(data, catalog["opportunity"], entry))
+    assert (code, fields) == ("FIELD_INTEGRITY_EXCEPTION", ["PricebookEntryId"])
+    assert "inactive" in message
+    sf.PricebookEntry.update(catalog["entry"], {"IsActive": False})
+    assert _error(_line(data, catalog["opportunity"], catalog["entry"]))[1] == (
+        "field integrity exception: PricebookEntryId (pricebook entry is inactive)"
+    )
+
+
+def test_both_prices_are_refused_on_update_too(org, data, catalog):
+    line = _line(data, catalog["opportunity"], catalog["entry"]).json()["id"]
+    both = data(
+        "PATCH", f"sobjects/OpportunityLineItem/{line}", json={"UnitPrice": 3, "TotalPrice": 3}
+    )
+    assert _error(both) == (
+        "INVALID_FIELD",
+        "Cannot change both 'UnitPrice' and 'TotalPrice' in update call",
+        ["UnitPrice"],
+    )
+
+
+def test_the_first_line_sets_the_price_book_which_then_cannot_change(org, sf, data, catalog):
+    assert sf.Opportunity.get(catalog["opportunity"])["Pricebook2Id"] is None
+    line = _line(data, catalog["opportunity"], catalog["entry"], UnitPrice=1.15)
+    line = data("PATCH", f"sobjects/OpportunityLineItem/{line.json()['id']}", json={"Quantity": 3})
+    assert line.status_code == 204
+    opp = sf.Opportunity.get(catalog["opportunity"])
+    # 3 x 1.15 to the cent (floats would say 3.44); a written Amount is ignored.
+    assert (opp["Pricebook2Id"], opp["Amount"]) == (org.standard_pricebook_id, 3.45)
+    assert (
+        data(
+            "PATCH", f"sobjects/Opportunity/{catalog['opportunity']}", json={"Amount": 1}
+        ).status_code
+        == 204
+    )
+    assert sf.Opportunity.get(catalog["opportunity"])["Amount"] == 3.45
+    custom = sf.Pricebook2.create({"Name": "Other", "IsActive": True})["id"]
+    change = data(
+        "PATCH", f"sobjects/Opportunity/{catalog['opportunity']}", json={"Pricebook2Id": custom}
+    )
+    assert _error(change) == (
+        "FIELD_INTEGRITY_EXCEPTION",
+        "field integrity exception: Pricebook2Id (cannot change pricebook on opportunity with "
+        "line items)",
+        ["Pricebook2Id"],
+    )
+    same = data(
+        "PATCH",
+        f"sobjects/Opportunity/{catalog['opportunity']}",
+        json={"Pricebook2Id": org.standard_pricebook_id},
+    )
+    assert same.status_code == 204
