@@ -15,6 +15,8 @@ from magsync.settings import ConfigError
         "db": "magsync.cli.ledger:db",
         "trace": "magsync.cli.ledger:trace",
         "dead": "magsync.cli.dead:dead",
+        "clock": "magsync.cli.reconcile:clock",
+        "reconcile": "magsync.cli.reconcile:reconcile",
         "sandbox": "magsync.sandbox.cli:sandbox",
         "stack": "magsync.sandbox.cli:stack",
     },

@@ -189,6 +189,24 @@ class _FileLockSession:
         for name in _ordered(names):
             self.acquire(name.kind, name.value)
 
+    def try_acquire(self, kind, value):
+        """Take the lock if it is free now; False (nothing taken) when another holds it."""
+        key = lock_key(kind, value)
+        if key in self.held:
+            return True
+        if not self.threads.acquire(key, time.monotonic()):
+            return False
+        try:
+            fd = self.locks._descriptor()
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, key % _OFFSET_SPACE)
+        except OSError as exc:
+            self.threads.release(key)
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            return False
+        self.held.append(key)
+        return True
+
     def _lock_byte(self, key, deadline, kind, value):
         fd = self.locks._descriptor()
         offset = key % _OFFSET_SPACE
@@ -268,6 +286,17 @@ class _AdvisoryLockSession:
                 raise LockTimeout(f"{len(keys)} orders or customers: one is busy") from None
             raise
         self.held.update(keys)
+
+    def try_acquire(self, kind, value):
+        """Take the lock if it is free now; False (nothing taken) when another holds it."""
+        key = lock_key(kind, value)
+        if key in self.held:
+            return True
+        statement = text("SELECT pg_try_advisory_xact_lock(:key)")
+        if not self.connection.execute(statement, {"key": key}).scalar():
+            return False
+        self.held.add(key)
+        return True
 
     def acquire(self, kind, value):
         key = lock_key(kind, value)

@@ -55,8 +55,8 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 @dataclass(frozen=True)
 class Prepared:
-    """An order event ready to apply: the order as loaded, where it came from (``rest`` or
-    ``webhook``) and the sender's event id, if any."""
+    """An order event ready to apply: the order as loaded, where it came from (``rest``,
+    ``webhook`` or ``reconcile``) and the sender's event id, if any."""
 
     event: dict
     order: object
@@ -99,6 +99,8 @@ def prepare(event, services):
             "Magento order failed validation",
             errors=[{"updated_at": ["Lies more than MAGSYNC_MAX_CLOCK_SKEW in the future."]}],
         )
+    if event.get("source") == "reconcile":
+        source = "reconcile"  # found by a reconcile pass (read from the store either way)
     return Prepared(event, order, source, event_id)
 
 
