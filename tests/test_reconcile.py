@@ -408,3 +408,50 @@ def test_check_warns_when_reconciliation_is_off(store):
         "MAGSYNC_RECONCILE_INTERVAL": "warn"
     }
     assert statuses(store.settings()) == {"MAGSYNC_RECONCILE_INTERVAL": "ok"}
+
+
+# -- the watermark in the ledger -------------------------------------------------------------------
+
+
+def test_the_watermark_moves_forward_only_unless_set_by_hand(database_url):
+    ledger = Ledger(Settings.from_env({"DATABASE_URL": database_url}))
+    try:
+        migrate.upgrade(ledger.engine)
+        key = "https://shop.example.com|fr"
+        assert ledger.watermark(key) is None
+        first = ledger.start_watermark(key, naive("2026-01-01 00:00:00"))
+        assert (first.updated_at, first.since) == (None, naive("2026-01-01 00:00:00"))
+        # Made once: a later start (another clock, a restart) keeps the first run.
+        assert ledger.start_watermark(key, naive("2026-02-01 00:00:00")) == first
+
+        assert ledger.advance_watermark(key, naive(OLD), 7)
+        assert not ledger.advance_watermark(key, naive(OLD), 5)  # a slower, older pass
+        assert not ledger.advance_watermark(key, naive("2024-01-01 00:00:00"), 99)
+        assert ledger.advance_watermark(key, naive(OLD), 8)
+        mark = ledger.watermark(key)
+        assert (mark.updated_at, mark.entity_id, mark.since) == (naive(OLD), 8, naive(OLD))
+        assert mark.first_run_at == first.first_run_at
+
+        back = ledger.set_watermark(key, naive("2023-06-01 00:00:00"))
+        assert (back.updated_at, back.entity_id) == (naive("2023-06-01 00:00:00"), None)
+        assert ledger.watermark("https://shop.example.com|") is None  # another store view
+    finally:
+        ledger.close()
+
+
+def test_a_running_stores_webhooks_can_be_turned_off_entirely(store, unused_port):
+    from magsync.sandbox.magento.cli import command
+
+    runner = CliRunner()
+    url = ["--url", store.url]
+    target = f"http://127.0.0.1:{unused_port}/magento/webhook"
+    assert runner.invoke(command, ["webhook", *url, "--to", target]).exit_code == 0
+    store.place_order()
+    assert store.status()["delivery"]["queued"] == 1
+
+    result = runner.invoke(command, ["webhook", *url, "--off"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["url"] is None
+    store.place_order()
+    assert store.status()["delivery"]["queued"] == 1  # the second save sent nothing
+    assert runner.invoke(command, ["webhook", *url, "--off", "--to", target]).exit_code == 2

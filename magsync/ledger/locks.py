@@ -4,6 +4,8 @@ A lock session (``with ledger.locks() as locks: locks.acquire("order", "00000012
 number of named locks and releases them all when it ends; a lock is never released early.
 ``locks.acquire_many(names)`` takes many at once, for a batch of orders, in one holder: one
 connection (PostgreSQL) or one process's file descriptor (SQLite), never one per order.
+``locks.try_acquire(kind, value)`` takes a lock only if it is free at once (a reconcile pass
+takes its store's so; a second pass finds it held and skips instead of waiting).
 
 Every session takes its locks in one global order (``lock_order``): order locks first, an edited
 order before the order it replaced (deeper edits first: ``<n>-2`` before ``<n>-1`` before
