@@ -314,16 +314,18 @@ def test_two_passes_at_once_publish_each_order_once(org, store, tmp_path, servic
 def test_new_orders_older_than_a_webhook_takes_are_missed_webhooks(
     org, store, tmp_path, services_factory
 ):
-    store.create_orders(4, at=OLD)
+    placed = store.create_orders(5, at=OLD)
     settings = settings_for(store, org, f"sqlite:///{tmp_path / 'ledger.db'}")
     services = services_factory(settings)
     services.ledger.ready()
     services.ledger.set_watermark(settings.store_key, naive(OLD))
+    # A worker received this one and keeps retrying it (Salesforce away): its webhook came.
+    services.ledger.note(placed[0]["increment_id"], "retried", entity_id=placed[0]["entity_id"])
     missed = MissedWebhooks(clock=Clock())
     published = []
 
     result = run_pass(services, published.extend, missed=missed)
-    assert (result.new, result.missed) == (4, 4)
+    assert (result.new, result.missed, result.published) == (5, 4, 5)
     assert missed.alerts == 1
 
     # Polling only (no webhook intake configured): new orders are what polling is for.

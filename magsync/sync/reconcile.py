@@ -19,10 +19,11 @@ Salesforce converges on the store's truth whatever the webhooks did:
 4. Only when every publish of the pass was confirmed does the watermark move to the newest
    order the pass saw. A failed pass leaves it, and the next pass reads the same orders again.
 
-Orders the ledger never saw, last saved more than ``MISSED_AFTER`` seconds ago while a webhook
-intake is configured, are webhooks that never came: the pass logs a warning with their count,
-and ``MissedWebhooks`` sends one Sentry event per hour while it goes on. With no webhook intake
-(polling only) new orders are what polling is for, and only logged.
+Orders the ledger never saw (no worker ever received them), last saved more than
+``MISSED_AFTER`` seconds ago while a webhook intake is configured, are webhooks that never
+came: the pass logs a warning with their count, and ``MissedWebhooks`` sends one Sentry event
+per hour while it goes on. With no webhook intake (polling only) new orders are what polling is
+for, and are not counted.
 
 Reconciliation pauses while the org's API usage is above ``MAGSYNC_API_BUDGET``
 (``magsync.sync.pacing.allow("reconcile")``): what it publishes would spend the allowance.
@@ -142,7 +143,7 @@ def run_pass(services, publish, *, now=None, missed=MISSED):
             log.info("reconcile pass skipped: another one is running", extra=result.summary())
             return result
         _walk(services, publish, result, now or _utcnow())
-    if result.missed and settings.webhook_intake_enabled:
+    if result.missed:
         missed.report(result.missed, result.store_key)
     log.info("reconcile pass done", extra=result.summary())
     return result
@@ -165,12 +166,24 @@ def _walk(services, publish, result, now):
         result.published += len(events)
         fresh = [v.document for v in verdicts if v.kind == NEW]
         result.new += len(fresh)
-        result.missed += sum(1 for d in fresh if _saved_before(d, cutoff))
+        result.missed += _missed(fresh, cutoff, ledger, settings)
     result.pages = walk.pages
     if result.scanned:
         cursor = walk.cursor
         ledger.advance_watermark(result.store_key, _parse(cursor.updated_at), cursor.entity_id)
         result.watermark = (cursor.updated_at, cursor.entity_id)
+
+
+def _missed(fresh, cutoff, ledger, settings):
+    """How many of the orders new to the ledger were saved before ``cutoff`` and never reached
+    a worker at all (an order a worker received and keeps retrying has a ledger row)."""
+    if not settings.webhook_intake_enabled:
+        return 0
+    old = [d.get("increment_id") for d in fresh if _saved_before(d, cutoff)]
+    if not old:
+        return 0
+    received = ledger.orders(number for number in old if number)
+    return sum(1 for number in old if number not in received)
 
 
 def _utcnow():
