@@ -3,8 +3,6 @@
 import datetime as dt
 import logging
 import signal
-import tempfile
-from pathlib import Path
 
 import click
 
@@ -23,12 +21,6 @@ def reconcile_off_reason(settings):
     if settings.reconcile_interval <= 0:
         return "MAGSYNC_RECONCILE_INTERVAL is 0"
     return None
-
-
-def schedule_path(settings):
-    """Where beat keeps its schedule: the temporary folder (a Heroku dyno's working folder is
-    thrown away, and may be read-only elsewhere); one file per broker namespace."""
-    return Path(tempfile.gettempdir()) / f"magsync-beat-{settings.broker_namespace}"
 
 
 def record_first_run(settings):
@@ -85,8 +77,12 @@ def clock(ctx):
             "beat",
             "--loglevel",
             settings.log_level,
-            "--schedule",
-            str(schedule_path(settings)),
+            # Celery's in-memory scheduler: beat writes no schedule file (the default one,
+            # celerybeat-schedule in the working folder, breaks where that folder is read-only
+            # and is lost with a Heroku dyno anyway). After a restart the first pass comes one
+            # interval later; the watermark, in the ledger, is what makes passes resume.
+            "--scheduler",
+            "celery.beat:Scheduler",
             *ctx.args,
         ]
     )
