@@ -156,3 +156,5 @@ def test_polling_only_without_any_webhook(stack):
     print(f"\n{count} orders, no webhooks: converged {took:.1f} s after the last change")
     # Polling only: new orders are expected, not a broken intake.
     assert "webhook never came" not in running["worker"].log()
+    # Beat kept its schedule in memory: no celerybeat-schedule file in the working folder.
+    assert not list(processes.ROOT.glob("celerybeat-schedule*"))
