@@ -457,3 +457,32 @@ def test_a_running_stores_webhooks_can_be_turned_off_entirely(store, unused_port
     store.place_order()
     assert store.status()["delivery"]["queued"] == 1  # the second save sent nothing
     assert runner.invoke(command, ["webhook", *url, "--off", "--to", target]).exit_code == 2
+
+
+def test_no_pass_while_the_orgs_api_usage_is_above_the_budget(
+    org, store, tmp_path, services_factory
+):
+    from magsync.salesforce.pacing import ApiUsage
+    from magsync.sync import pacing
+
+    store.create_orders(3, at=OLD)
+    settings = settings_for(store, org, f"sqlite:///{tmp_path / 'ledger.db'}")
+    services = services_factory(settings)
+    services.ledger.ready()
+    services.ledger.set_watermark(settings.store_key, naive(OLD))
+    high = ApiUsage(used=900, limit=1000)  # 90%: above the budget (80%), under the halt
+    # The probe (GET /limits in a worker) reads the same usage again.
+    view = pacing.QuotaPacing(
+        settings, services.ledger, probe=lambda: view.observe(high), alert=lambda *args: None
+    )
+    view.observe(high)
+    searches, published = len(store.requests()), []
+    pacing.install(view)
+    try:
+        result = run_pass(services, published.extend)
+    finally:
+        pacing.install(None)
+
+    assert result.skipped == "api_budget"
+    assert published == [] and len(store.requests()) == searches
+    assert run_pass(services, published.extend).published == 3  # without pacing: it runs
