@@ -486,3 +486,62 @@ def test_no_pass_while_the_orgs_api_usage_is_above_the_budget(
     assert result.skipped == "api_budget"
     assert published == [] and len(store.requests()) == searches
     assert run_pass(services, published.extend).published == 3  # without pacing: it runs
+
+
+@pytest.fixture
+def worker_app():
+    """A worker's Celery app whose tasks run here; the pacers its context installs are removed
+    afterwards (they belong to a worker process, not to the test's)."""
+    from magsync.salesforce import pacing as calls
+    from magsync.sync import pacing as quota
+
+    apps = []
+
+    def make(settings):
+        app = create_worker_app(settings)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        context = getattr(app, "magsync_context", None)
+        if context is not None and context.built is not None:
+            context.built.close()
+        made = getattr(app, "magsync_reconcile_publisher", None)
+        if made is not None:
+            made[1].close()
+    calls.install(None)
+    quota.install(None)
+
+
+def test_the_reconcile_task_runs_a_pass_and_a_failed_one_is_only_logged(
+    org, store, tmp_path, rabbitmq_url, broker_namespace, worker_app, caplog
+):
+    placed = store.create_orders(4, at=OLD)
+    settings = settings_for(
+        store,
+        org,
+        f"sqlite:///{tmp_path / 'ledger.db'}",
+        CELERY_BROKER_URL=rabbitmq_url,
+        MAGSYNC_BROKER_NAMESPACE=broker_namespace,
+    )
+    ledger = Ledger(settings)
+    ledger.ready()
+    ledger.set_watermark(settings.store_key, naive(OLD))
+    app = worker_app(settings)
+    task = app.tasks["magsync.reconcile"]
+
+    summary = task()
+    assert (summary["scanned"], summary["published"]) == (4, 4)
+    queued = queued_events(rabbitmq_url, f"{broker_namespace}.orders")
+    assert sorted(e["increment_id"] for _, e in queued) == sorted(o["increment_id"] for o in placed)
+    mark = ledger.watermark(settings.store_key)
+    assert (mark.updated_at, mark.entity_id) == (naive(OLD), placed[-1]["entity_id"])
+
+    store.place_order()
+    store.stop()  # the store goes away: the next pass fails, the watermark stays
+    assert task() == {"failed": "magento_unreachable"}
+    assert "reconcile pass failed" in caplog.text
+    assert ledger.watermark(settings.store_key) == mark
+    assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 0
+    ledger.close()
