@@ -20,7 +20,7 @@ from magsync.messaging.broker import BrokerUnavailable, Publisher
 from magsync.sandbox.magento import SandboxStore
 from magsync.settings import Settings
 from magsync.sync.pipeline import order_version, primary_record
-from magsync.sync.reconcile import SOURCE, MissedWebhooks, run_pass
+from magsync.sync.reconcile import SOURCE, MissedWebhooks, RecentlyPublished, run_pass
 from magsync.sync.services import Services
 from magsync.worker.app import create_worker_app
 from magsync.worker.reconcile import beat_schedule, publisher
@@ -545,3 +545,30 @@ def test_the_reconcile_task_runs_a_pass_and_a_failed_one_is_only_logged(
     assert ledger.watermark(settings.store_key) == mark
     assert queue_depth(rabbitmq_url, f"{broker_namespace}.orders") == 0
     ledger.close()
+
+
+def test_a_version_published_lately_is_not_published_again_while_the_worker_has_it(
+    org, store, tmp_path, services_factory
+):
+    placed = store.create_orders(3, at=OLD)
+    settings = settings_for(
+        store, org, f"sqlite:///{tmp_path / 'ledger.db'}", MAGSYNC_RECONCILE_OVERLAP="600"
+    )
+    services = services_factory(settings)
+    services.ledger.ready()
+    services.ledger.set_watermark(settings.store_key, naive(OLD))
+    clock = Clock()
+    recent = RecentlyPublished(clock=clock)
+    published = []
+
+    assert run_pass(services, published.extend, recent=recent).published == 3
+    # No worker applied them yet: the next pass finds them as new as before, and leaves them.
+    store.invoice(placed[0]["entity_id"])  # a newer version is another matter
+    again = run_pass(services, published.extend, recent=recent)
+    assert (again.published, again.in_flight) == (1, 2)
+    services.ledger.set_watermark(settings.store_key, naive(OLD))  # read them all again
+    assert run_pass(services, published.extend, recent=recent).published == 0
+    clock.now += 601  # longer than passes read back: published again
+    services.ledger.set_watermark(settings.store_key, naive(OLD))
+    assert run_pass(services, published.extend, recent=recent).published == 3
+    assert len(published) == 7

@@ -19,6 +19,9 @@ Salesforce converges on the store's truth whatever the webhooks did:
 4. Only when every publish of the pass was confirmed does the watermark move to the newest
    order the pass saw. A failed pass leaves it, and the next pass reads the same orders again.
 
+A version published lately by this process and not applied yet (``RecentlyPublished``) is not
+published again by the next pass; the worker's own checks make a repeat harmless anyway.
+
 Orders the ledger never saw (no worker ever received them), last saved more than
 ``MISSED_AFTER`` seconds ago while a webhook intake is configured, are webhooks that never
 came: the pass logs a warning with their count, and ``MissedWebhooks`` sends one Sentry event
@@ -55,13 +58,15 @@ ALERT_INTERVAL = 3600.0
 @dataclass
 class PassResult:
     """What one pass did: orders scanned, published (of them new to the ledger, and missed
-    webhooks), pages read, the watermark it left; ``skipped`` (``busy``, ``api_budget``) when
-    it did nothing."""
+    webhooks), not published again because this process published that version lately
+    (``in_flight``), pages read, the watermark it left; ``skipped`` (``busy``, ``api_budget``)
+    when it did nothing."""
 
     store_key: str
     since: str | None = None
     scanned: int = 0
     published: int = 0
+    in_flight: int = 0
     new: int = 0
     missed: int = 0
     pages: int = 0
@@ -122,7 +127,42 @@ class MissedWebhooks:
 MISSED = MissedWebhooks()
 
 
-def run_pass(services, publish, *, now=None, missed=MISSED):
+class RecentlyPublished:
+    """The order versions this process published (and the broker confirmed) lately.
+
+    A pass that meets such a version again, because the worker has not applied it yet (a queue
+    to work through, Salesforce away and the order retried), does not publish it a second time:
+    the first message is in RabbitMQ and is applied, retried or dead-lettered like any other.
+    A version is remembered for ``MAGSYNC_RECONCILE_OVERLAP`` seconds, as long as passes read
+    back; after that a pass that still finds it unapplied publishes it again.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._until = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(store_key, event):
+        return (store_key, event["entity_id"], event["increment_id"], event["updated_at"])
+
+    def known(self, store_key, event):
+        with self._lock:
+            return self._until.get(self.key(store_key, event), float("-inf")) > self.clock()
+
+    def remember(self, store_key, events, ttl):
+        now = self.clock()
+        with self._lock:
+            for key in [key for key, until in self._until.items() if until <= now]:
+                del self._until[key]
+            for event in events:
+                self._until[self.key(store_key, event)] = now + ttl
+
+
+RECENT = RecentlyPublished()
+
+
+def run_pass(services, publish, *, now=None, missed=MISSED, recent=RECENT):
     """One reconcile pass of the configured store (see the module); returns its ``PassResult``.
 
     ``publish([(event, task_id), ...])`` returns once the broker confirmed every message, and
@@ -142,14 +182,14 @@ def run_pass(services, publish, *, now=None, missed=MISSED):
             result.skipped = "busy"
             log.info("reconcile pass skipped: another one is running", extra=result.summary())
             return result
-        _walk(services, publish, result, now or _utcnow())
+        _walk(services, publish, result, now or _utcnow(), recent)
     if result.missed:
         missed.report(result.missed, result.store_key)
     log.info("reconcile pass done", extra=result.summary())
     return result
 
 
-def _walk(services, publish, result, now):
+def _walk(services, publish, result, now, recent):
     settings, ledger = services.settings, services.ledger
     mark = ledger.start_watermark(result.store_key, now)
     since = mark.since - dt.timedelta(seconds=settings.reconcile_overlap)
@@ -160,10 +200,13 @@ def _walk(services, publish, result, now):
     while page := list(itertools.islice(orders, walk.page_size)):
         verdicts = classify(page, ledger, settings)
         events = [reconcile_event(v.document) for v in verdicts if v.needs_sync]
-        if events:
-            publish([(event, reconcile_task_id(event)) for event in events])
+        fresh_events = [e for e in events if not recent.known(result.store_key, e)]
+        if fresh_events:
+            publish([(event, reconcile_task_id(event)) for event in fresh_events])
+            recent.remember(result.store_key, fresh_events, settings.reconcile_overlap)
         result.scanned += len(page)
-        result.published += len(events)
+        result.published += len(fresh_events)
+        result.in_flight += len(events) - len(fresh_events)
         fresh = [v.document for v in verdicts if v.kind == NEW]
         result.new += len(fresh)
         result.missed += _missed(fresh, cutoff, ledger, settings)
