@@ -20,7 +20,7 @@ from tests.helpers import delete_namespace, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
 
-INTERVAL = 4  # seconds between reconcile passes
+INTERVAL = 5  # seconds between reconcile passes
 OVERLAP = 5
 ORDERS = 120
 SECRET = "e2e-reconcile-webhook-secret"
