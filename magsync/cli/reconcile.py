@@ -57,8 +57,11 @@ def clock(ctx):
     reason = reconcile_off_reason(settings)
     if reason is not None:
         log.warning("reconciliation is off; the clock idles", extra={"reason": reason})
-        while True:  # idle, not exit: a process manager would restart it (and log again)
-            signal.pause()
+        try:
+            while True:  # idle, not exit: a process manager would restart it (and log again)
+                signal.pause()
+        except KeyboardInterrupt:
+            return
     alerts.init(settings)
     mark = record_first_run(settings)
     log.info(
