@@ -441,24 +441,6 @@ def test_the_watermark_moves_forward_only_unless_set_by_hand(database_url):
         ledger.close()
 
 
-def test_a_running_stores_webhooks_can_be_turned_off_entirely(store, unused_port):
-    from magsync.sandbox.magento.cli import command
-
-    runner = CliRunner()
-    url = ["--url", store.url]
-    target = f"http://127.0.0.1:{unused_port}/magento/webhook"
-    assert runner.invoke(command, ["webhook", *url, "--to", target]).exit_code == 0
-    store.place_order()
-    assert store.status()["delivery"]["queued"] == 1
-
-    result = runner.invoke(command, ["webhook", *url, "--off"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["url"] is None
-    store.place_order()
-    assert store.status()["delivery"]["queued"] == 1  # the second save sent nothing
-    assert runner.invoke(command, ["webhook", *url, "--off", "--to", target]).exit_code == 2
-
-
 def test_no_pass_while_the_orgs_api_usage_is_above_the_budget(
     org, store, tmp_path, services_factory
 ):
