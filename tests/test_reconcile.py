@@ -254,6 +254,9 @@ def test_reconcile_since_sets_the_watermark_and_now_runs_a_pass(
 
     bad = runner.invoke(main, ["reconcile", "--since", "yesterday"], env=env)
     assert bad.exit_code == 2 and "is not a date or time" in bad.output
+    future = runner.invoke(main, ["reconcile", "--since", "2999-01-01"], env=env)
+    assert future.exit_code == 2 and "is in the future" in future.output
+    assert f"watermark:  {OLD} UTC" in runner.invoke(main, ["reconcile"], env=env).output
 
 
 # -- one pass at a time ----------------------------------------------------------------------------

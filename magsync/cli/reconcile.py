@@ -97,9 +97,13 @@ def _since(ctx, param, value):
     from magsync.magento.walk import magento_time
 
     try:
-        return dt.datetime.strptime(magento_time(value), TIME_FORMAT)
+        since = dt.datetime.strptime(magento_time(value), TIME_FORMAT)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if since > dt.datetime.now(dt.UTC).replace(tzinfo=None):
+        # Passes would read nothing until then: reconciliation silently off.
+        raise click.BadParameter(f"{value!r} is in the future (times are UTC)")
+    return since
 
 
 @click.command()
