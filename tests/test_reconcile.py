@@ -557,3 +557,36 @@ def test_a_version_published_lately_is_not_published_again_while_the_worker_has_
     services.ledger.set_watermark(settings.store_key, naive(OLD))
     assert run_pass(services, published.extend, recent=recent).published == 3
     assert len(published) == 7
+
+
+def test_a_pass_in_another_process_finds_the_lock_held_and_skips(org, store, database_url):
+    import subprocess
+
+    store.create_orders(2, at=OLD)
+    env = {
+        **processes.BASE_ENV,
+        **store.settings(),
+        **org.settings(),
+        "DATABASE_URL": database_url,
+        "MAGSYNC_BROKER_NAMESPACE": "magsync-never-published",
+    }
+    settings = Settings.from_env(env)
+    ledger = Ledger(settings)
+    try:
+        migrate.upgrade(ledger.engine)
+        ledger.set_watermark(settings.store_key, naive(OLD))
+        with ledger.locks() as locks:  # this process's pass is under way
+            assert locks.try_acquire("reconcile", settings.store_key)
+            result = subprocess.run(
+                [str(processes.BIN / "magsync"), "reconcile", "--now"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "pass skipped: busy" in result.stdout
+        assert ledger.watermark(settings.store_key).entity_id is None  # untouched
+    finally:
+        ledger.close()
