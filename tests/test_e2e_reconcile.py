@@ -156,5 +156,14 @@ def test_polling_only_without_any_webhook(stack):
     print(f"\n{count} orders, no webhooks: converged {took:.1f} s after the last change")
     # Polling only: new orders are expected, not a broken intake.
     assert "webhook never came" not in running["worker"].log()
+    # The ledger says where each order came from.
+    number = store.truth()[0]["increment_id"]
+    ledger = Ledger(Settings.from_env(running["env"]))
+    try:
+        _, history = ledger.history(number)
+    finally:
+        ledger.close()
+    sources = {e.detail.get("source") for e in history if e.kind == "received"}
+    assert sources == {"reconcile"}
     # Beat kept its schedule in memory: no celerybeat-schedule file in the working folder.
     assert not list(processes.ROOT.glob("celerybeat-schedule*"))
