@@ -7,6 +7,7 @@ import signal
 import click
 
 from magsync.cli.base import exec_process, load_settings
+from magsync.settings import MAGENTO_REST
 
 log = logging.getLogger("magsync.clock")
 
@@ -16,8 +17,8 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 def reconcile_off_reason(settings):
     """Why reconciliation is off with ``settings`` (None when it is on)."""
     if not settings.magento_rest_enabled:
-        missing = ", ".join(settings.unset("magento_base_url", "magento_consumer_key"))
-        return f"the store's REST API is not configured ({missing or 'MAGENTO_*'} not set)"
+        missing = ", ".join(settings.unset(*MAGENTO_REST))
+        return f"the store's REST API is not configured ({missing} not set)"
     if settings.reconcile_interval <= 0:
         return "MAGSYNC_RECONCILE_INTERVAL is 0"
     return None
@@ -45,10 +46,9 @@ def clock(ctx):
     """Run the clock that schedules reconcile passes.
 
     Every MAGSYNC_RECONCILE_INTERVAL seconds Celery beat sends the magsync.reconcile task, and
-    a worker runs the pass. Run exactly one clock
-    (two do no harm, the second one's passes are skipped, but they are useless). Without the
-    Magento REST settings, or with the interval 0, it logs once that reconciliation is off and
-    idles. Extra arguments go to celery beat.
+    a worker runs the pass. Run exactly one clock (two do no harm, the second one's passes are
+    skipped, but they are useless). Without the Magento REST settings, or with the interval 0,
+    it logs once that reconciliation is off and idles. Extra arguments go to celery beat.
     """
     from magsync import alerts, logs
 
