@@ -590,3 +590,26 @@ def test_a_pass_in_another_process_finds_the_lock_held_and_skips(org, store, dat
         assert ledger.watermark(settings.store_key).entity_id is None  # untouched
     finally:
         ledger.close()
+
+
+def test_a_version_a_worker_dead_lettered_is_not_published_again_but_a_newer_one_is(
+    org, store, tmp_path, services_factory
+):
+    placed = store.create_orders(3, at=OLD)
+    settings = settings_for(store, org, f"sqlite:///{tmp_path / 'ledger.db'}")
+    services = services_factory(settings)
+    services.ledger.ready()
+    services.ledger.set_watermark(settings.store_key, naive(OLD))
+    refused = placed[1]
+    # A worker set this version aside (Salesforce refused it for good), after the save.
+    services.ledger.note(refused["increment_id"], "dead_lettered", entity_id=refused["entity_id"])
+    published = []
+
+    result = run_pass(services, published.extend, recent=RecentlyPublished())
+    assert (result.published, result.dead_lettered) == (2, 1)
+    assert refused["increment_id"] not in {e["increment_id"] for e, _ in published}
+
+    store.invoice(refused["entity_id"])  # saved again: a version no worker has tried
+    services.ledger.set_watermark(settings.store_key, naive(OLD))
+    again = run_pass(services, [].extend, recent=RecentlyPublished())
+    assert (again.published, again.dead_lettered) == (3, 0)

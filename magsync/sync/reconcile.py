@@ -20,7 +20,8 @@ Salesforce converges on the store's truth whatever the webhooks did:
    order the pass saw. A failed pass leaves it, and the next pass reads the same orders again.
 
 A version published lately by this process and not applied yet (``RecentlyPublished``) is not
-published again by the next pass; the worker's own checks make a repeat harmless anyway.
+published again by the next pass; the worker's own checks make a repeat harmless anyway. Nor is
+a version a worker dead-lettered: it would be dead-lettered (and alerted) again every pass.
 
 Orders the ledger never saw (no worker ever received them), last saved more than
 ``MISSED_AFTER`` seconds ago while a webhook intake is configured, are webhooks that never
@@ -59,14 +60,15 @@ ALERT_INTERVAL = 3600.0
 class PassResult:
     """What one pass did: orders scanned, published (of them new to the ledger, and missed
     webhooks), not published again because this process published that version lately
-    (``in_flight``), pages read, the watermark it left; ``skipped`` (``busy``, ``api_budget``)
-    when it did nothing."""
+    (``in_flight``) or a worker dead-lettered it (``dead_lettered``), pages read, the watermark
+    it left; ``skipped`` (``busy``, ``api_budget``) when it did nothing."""
 
     store_key: str
     since: str | None = None
     scanned: int = 0
     published: int = 0
     in_flight: int = 0
+    dead_lettered: int = 0
     new: int = 0
     missed: int = 0
     pages: int = 0
@@ -199,7 +201,9 @@ def _walk(services, publish, result, now, recent):
     orders = iter(walk)
     while page := list(itertools.islice(orders, walk.page_size)):
         verdicts = classify(page, ledger, settings)
-        events = [reconcile_event(v.document) for v in verdicts if v.needs_sync]
+        events = _not_set_aside(
+            [reconcile_event(v.document) for v in verdicts if v.needs_sync], ledger, result
+        )
         fresh_events = [e for e in events if not recent.known(result.store_key, e)]
         if fresh_events:
             publish([(event, reconcile_task_id(event)) for event in fresh_events])
@@ -215,6 +219,28 @@ def _walk(services, publish, result, now, recent):
         cursor = walk.cursor
         ledger.advance_watermark(result.store_key, _parse(cursor.updated_at), cursor.entity_id)
         result.watermark = (cursor.updated_at, cursor.entity_id)
+
+
+def _not_set_aside(events, ledger, result):
+    """``events`` less the orders whose version a worker dead-lettered already (the ledger's
+    row says ``dead_lettered`` since after that save): publishing them again would only
+    dead-letter them again, once every pass. A newer save is published; the dead letter itself
+    waits for ``magsync dead replay``."""
+    if not events:
+        return events
+    states = ledger.orders(e["increment_id"] for e in events if e["increment_id"])
+    kept = [e for e in events if not _dead_lettered(e, states.get(e["increment_id"]))]
+    result.dead_lettered += len(events) - len(kept)
+    return kept
+
+
+def _dead_lettered(event, state):
+    if state is None or state.status != "dead_lettered" or state.changed_at is None:
+        return False
+    try:
+        return _parse(str(event["updated_at"])) <= state.changed_at
+    except ValueError:
+        return False
 
 
 def _missed(fresh, cutoff, ledger, settings):
