@@ -123,3 +123,19 @@ def capture_api_usage_halt(used, limit, halt):
         {"used": used, "limit": limit, "halt": halt},
         fingerprint=["salesforce-api-usage"],
     )
+
+
+def capture_missed_webhooks(count, store):
+    """One Sentry event for orders reconciliation found whose webhook never came.
+
+    The caller (``magsync.sync.reconcile``) sends at most one an hour per process while it goes
+    on; the events are grouped as one issue per store.
+    """
+    _alert(
+        f"reconciliation found {count} orders whose webhook never came: check the store's "
+        "webhook module or Adobe I/O Events registration",
+        {"alert": "missed_webhooks"},
+        "missed_webhooks",
+        {"count": count, "store": store},
+        fingerprint=["missed-webhooks", store],
+    )

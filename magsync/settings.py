@@ -574,6 +574,12 @@ class Settings:
         300.0,
         doc="seconds between polls of the store's orders (0: off); the clock process polls",
     )
+    reconcile_overlap: float = _setting(
+        "MAGSYNC_RECONCILE_OVERLAP",
+        _non_negative_float,
+        600.0,
+        doc="seconds each poll reads again before the last order it saw (clock skew, late commits)",
+    )
     reconcile_page_size: int = _setting(
         "MAGSYNC_RECONCILE_PAGE_SIZE",
         _page_size,
@@ -712,6 +718,16 @@ class Settings:
     def reconcile_enabled(self):
         """True when the store can be polled: its REST API is configured and the interval > 0."""
         return self.magento_rest_enabled and self.reconcile_interval > 0
+
+    @property
+    def webhook_intake_enabled(self):
+        """True when the web process has an intake on (the seed HMAC or Adobe I/O Events)."""
+        return bool(self.webhook_secrets or self.webhook_secrets_json or self.adobe_client_id)
+
+    @property
+    def store_key(self):
+        """The store a reconciliation watermark belongs to: base URL and store code."""
+        return f"{self.magento_base_url or ''}|{self.magento_store_code or ''}"
 
     @property
     def broker_is_rabbitmq(self):

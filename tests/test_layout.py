@@ -39,7 +39,10 @@ def _imported_modules(argv, env):
     return names
 
 
-@pytest.mark.parametrize("command", [["worker", "--help"], ["db", "--help"]])
+@pytest.mark.parametrize(
+    "command",
+    [["worker", "--help"], ["db", "--help"], ["clock", "--help"], ["reconcile", "--help"]],
+)
 def test_the_service_commands_import_no_sandbox(command):
     modules = _imported_modules(["-m", "magsync", *command], processes.BASE_ENV)
     assert sorted(m for m in modules if m.startswith("magsync.sandbox")) == []

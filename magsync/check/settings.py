@@ -160,6 +160,30 @@ def _magento_rest(settings):
         )
 
 
+def _reconciliation(settings):
+    subject = "MAGSYNC_RECONCILE_INTERVAL"
+    if not settings.magento_rest_enabled:
+        yield Finding.warn(
+            "reconciliation",
+            "is off: without the store's REST API (MAGENTO_*) an order whose webhook never "
+            "arrives never reaches Salesforce",
+            "set MAGENTO_BASE_URL and its four OAuth values, and run one clock process",
+        )
+    elif settings.reconcile_interval <= 0:
+        yield Finding.warn(
+            subject,
+            "is 0: reconciliation is off, an order whose webhook never arrives never reaches "
+            "Salesforce",
+            "set it to 300 (seconds) and run one clock process",
+        )
+    else:
+        yield Finding.ok(
+            subject,
+            f"the clock process polls the store every {settings.reconcile_interval:g} s "
+            f"(reading {settings.reconcile_overlap:g} s back); run exactly one clock",
+        )
+
+
 def _broker(settings):
     if settings.broker_is_rabbitmq:
         yield Finding.ok("CELERY_BROKER_URL", f"RabbitMQ at {mask_url(settings.broker_url)}")
@@ -206,6 +230,7 @@ RULES = (
     _webhook_secret,
     _adobe_intake,
     _magento_rest,
+    _reconciliation,
     _broker,
     _sentry,
     _flower,

@@ -16,6 +16,8 @@ from magsync.settings import ConfigError
         "trace": "magsync.cli.ledger:trace",
         "dead": "magsync.cli.dead:dead",
         "backfill": "magsync.cli.backfill:backfill",
+        "clock": "magsync.cli.reconcile:clock",
+        "reconcile": "magsync.cli.reconcile:reconcile",
         "sandbox": "magsync.sandbox.cli:sandbox",
         "stack": "magsync.sandbox.cli:stack",
     },

@@ -6,7 +6,8 @@ Lead, Account, Contact, contact role), the sync status, attempts and last error,
 each buyer (by email) the Account and Contact; the org's daily API usage as the newest answer
 any worker saw reported it (``magsync.sync.pacing``); and for each order a history of events:
 
-- ``received``: an event reached the pipeline (``source`` webhook, rest, backfill or bulk);
+- ``received``: an event reached the pipeline (``source`` webhook, rest, reconcile, backfill or
+  bulk);
 - ``skipped_stale``: its ``updated_at`` was older than the last applied version;
 - ``skipped_unchanged``: it would have written exactly what Salesforce already holds;
 - ``skipped_duplicate``: its event id was applied already (a sender's redelivery), so neither
@@ -19,8 +20,10 @@ any worker saw reported it (``magsync.sync.pacing``); and for each order a histo
 
 SQLite by default (one host), PostgreSQL through ``DATABASE_URL`` (any number of hosts). Its
 schema is migrated with alembic (``magsync db upgrade``); ``magsync trace <increment_id>`` prints
-one order's row and history. ``locks.py`` serialises the events of one order (and the first
-orders of one buyer) across workers.
+one order's row and history. Per store (base URL and store code) it keeps the reconciliation
+watermark: when magsync first ran against the store and the newest order a reconcile pass saw
+with every publish confirmed (``Watermark``). ``locks.py`` serialises the events of one order
+(and the first orders of one buyer, and the reconcile passes of one store) across workers.
 """
 
 from magsync.ledger.locks import LockName, LockTimeout
@@ -32,6 +35,7 @@ from magsync.ledger.store import (
     LedgerUnavailable,
     OrderState,
     Version,
+    Watermark,
 )
 
 EVENT_KINDS = (
@@ -57,4 +61,5 @@ __all__ = [
     "LockTimeout",
     "OrderState",
     "Version",
+    "Watermark",
 ]

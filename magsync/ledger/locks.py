@@ -4,6 +4,8 @@ A lock session (``with ledger.locks() as locks: locks.acquire("order", "00000012
 number of named locks and releases them all when it ends; a lock is never released early.
 ``locks.acquire_many(names)`` takes many at once, for a batch of orders, in one holder: one
 connection (PostgreSQL) or one process's file descriptor (SQLite), never one per order.
+``locks.try_acquire(kind, value)`` takes a lock only if it is free at once (a reconcile pass
+takes its store's so; a second pass finds it held and skips instead of waiting).
 
 Every session takes its locks in one global order (``lock_order``): order locks first, an edited
 order before the order it replaced (deeper edits first: ``<n>-2`` before ``<n>-1`` before
@@ -192,6 +194,24 @@ class _FileLockSession:
         for name in _ordered(names):
             self.acquire(name.kind, name.value)
 
+    def try_acquire(self, kind, value):
+        """Take the lock if it is free now; False (nothing taken) when another holds it."""
+        key = lock_key(kind, value)
+        if key in self.held:
+            return True
+        if not self.threads.acquire(key, time.monotonic()):
+            return False
+        try:
+            fd = self.locks._descriptor()
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, key % _OFFSET_SPACE)
+        except OSError as exc:
+            self.threads.release(key)
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            return False
+        self.held.append(key)
+        return True
+
     def _lock_byte(self, key, deadline, kind, value):
         fd = self.locks._descriptor()
         offset = key % _OFFSET_SPACE
@@ -271,6 +291,17 @@ class _AdvisoryLockSession:
                 raise LockTimeout(f"{len(keys)} orders or customers: one is busy") from None
             raise
         self.held.update(keys)
+
+    def try_acquire(self, kind, value):
+        """Take the lock if it is free now; False (nothing taken) when another holds it."""
+        key = lock_key(kind, value)
+        if key in self.held:
+            return True
+        statement = text("SELECT pg_try_advisory_xact_lock(:key)")
+        if not self.connection.execute(statement, {"key": key}).scalar():
+            return False
+        self.held.add(key)
+        return True
 
     def acquire(self, kind, value):
         key = lock_key(kind, value)

@@ -39,6 +39,7 @@ from magsync.ledger.models import (
     OrderRow,
     PriceEntryRow,
     ProductRow,
+    WatermarkRow,
     utcnow,
 )
 
@@ -223,6 +224,29 @@ class Checkpoint:
             row.started_at,
             row.finished_at,
         )
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """Where reconciliation stands for one store (see ``WatermarkRow``); times naive UTC.
+
+    ``updated_at`` and ``entity_id`` are the newest order a pass saw with every publish
+    confirmed (None before the first such pass); ``first_run_at`` when magsync first ran
+    against the store. ``since`` is where the next pass starts, before the overlap.
+    """
+
+    store_key: str
+    updated_at: dt.datetime | None
+    entity_id: int | None
+    first_run_at: dt.datetime
+
+    @classmethod
+    def of(cls, row):
+        return cls(row.store_key, row.updated_at, row.entity_id, row.first_run_at)
+
+    @property
+    def since(self):
+        return self.updated_at or self.first_run_at
 
 
 @dataclass(frozen=True)
@@ -841,6 +865,58 @@ class Ledger:
             if store_key is not None:
                 query = query.where(BackfillRow.store_key == store_key)
             return [Checkpoint.of(row) for row in session.scalars(query)]
+
+    # -- reconciliation watermarks (``magsync.sync.reconcile``), one row per store ------------
+
+    def watermark(self, store_key):
+        """The store's ``Watermark``, or None when magsync never ran against it."""
+        with self._transaction() as session:
+            row = session.get(WatermarkRow, store_key)
+            return Watermark.of(row) if row is not None else None
+
+    def start_watermark(self, store_key, now=None):
+        """The store's ``Watermark``, made with ``first_run_at`` = ``now`` (naive UTC, default
+        the present) the first time; an existing one is returned unchanged."""
+        for tries_left in (1, 0):
+            try:
+                with self._transaction() as session:
+                    row = session.get(WatermarkRow, store_key)
+                    if row is None:
+                        row = WatermarkRow(store_key=store_key, first_run_at=now or utcnow())
+                        session.add(row)
+                        session.flush()
+                    return Watermark.of(row)
+            except LedgerUnavailable as exc:
+                # Another clock made the row at the same moment: read it instead.
+                if tries_left and isinstance(exc.__context__, IntegrityError):
+                    continue
+                raise
+
+    def advance_watermark(self, store_key, updated_at, entity_id):
+        """Move the store's watermark to (``updated_at``, ``entity_id``) if that is after it;
+        True when it moved. Never moves it back (a slower pass that started earlier)."""
+        with self._transaction() as session:
+            row = session.get(WatermarkRow, store_key, with_for_update=True)
+            if row is None:
+                row = WatermarkRow(store_key=store_key, first_run_at=utcnow())
+                session.add(row)
+            new = (updated_at, entity_id or 0)
+            if row.updated_at is not None and new <= (row.updated_at, row.entity_id or 0):
+                return False
+            row.updated_at, row.entity_id = updated_at, entity_id
+            return True
+
+    def set_watermark(self, store_key, updated_at):
+        """Set the store's watermark to ``updated_at`` (naive UTC) by hand, back or forth: the
+        next pass reads the orders updated since then (less the overlap)."""
+        with self._transaction() as session:
+            row = session.get(WatermarkRow, store_key, with_for_update=True)
+            if row is None:
+                row = WatermarkRow(store_key=store_key, first_run_at=utcnow())
+                session.add(row)
+            row.updated_at, row.entity_id = updated_at, None
+            session.flush()
+            return Watermark.of(row)
 
     # -- the org's API usage (``magsync.sync.pacing``), one row shared by every worker ----------
 

@@ -254,13 +254,19 @@ def _shipping_address(assignments):
     for assignment in assignments:
         address = (assignment.get("shipping") or {}).get("address")
         if address:
-            return AddressSchema().load(address)
+            return _ADDRESS_SCHEMA.load(address)
     return None
+
+
+# One instance of each for the process: making a schema (with its nested ones) costs more than
+# loading an order with it, and loading keeps nothing on the instance, so threads share them.
+_ADDRESS_SCHEMA = AddressSchema()
+_ORDER_SCHEMA = MagentoOrderSchema()
 
 
 def load_order(document):
     """A canonical ``Order`` from a Magento order dict; ``InvalidOrder`` with field errors."""
     try:
-        return MagentoOrderSchema().load(document)
+        return _ORDER_SCHEMA.load(document)
     except ValidationError as exc:
         raise InvalidOrder("Magento order failed validation", errors=[exc.messages]) from exc

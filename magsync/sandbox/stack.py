@@ -10,7 +10,8 @@ What runs depends on what is configured (the environment, then ``.env``):
 - RabbitMQ at ``CELERY_BROKER_URL`` (default local) when it answers, otherwise the embedded
   ``filesystem://`` transport, with a warning (no confirms, no dead letters: for trying only);
 - always: the web process (gunicorn, with the settings of ``magsync.web.gunicorn_config``), a
-  worker and Flower (basic auth; credentials generated when ``FLOWER_BASIC_AUTH`` is unset).
+  worker, the clock (reconcile passes; it idles without the store's REST settings) and Flower
+  (basic auth; credentials generated when ``FLOWER_BASIC_AUTH`` is unset).
 
 Whenever a sandbox runs, the stack is a demo and keeps apart from any real deployment on the
 machine: it runs in a broker namespace of its own (``magsync-demo-<random>``, whatever
@@ -205,6 +206,7 @@ class Stack:
         # A node name of its own: two stacks on one broker must not share a worker name.
         node = f"stack{os.getpid()}@%h"
         self.spawn("worker", [*magsync, "worker", "--hostname", node])
+        self.spawn("clock", [*magsync, "clock"])
         self.spawn("flower", [*magsync, "flower", f"--port={self.ports['flower']}"])
         self._wait_http(f"{web_url}/healthz", "web")
         self._wait_http(f"http://127.0.0.1:{self.ports['flower']}/", "flower", ok=(200, 401))

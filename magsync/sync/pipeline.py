@@ -60,8 +60,8 @@ WALK_SOURCES = {"backfill": "backfill", "reconcile": "reconcile"}
 
 @dataclass(frozen=True)
 class Prepared:
-    """An order event ready to apply: the order as loaded, where it came from (``rest`` or
-    ``webhook``) and the sender's event id, if any."""
+    """An order event ready to apply: the order as loaded, where it came from (``rest``,
+    ``webhook`` or ``reconcile``) and the sender's event id, if any."""
 
     event: dict
     order: object

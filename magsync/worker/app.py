@@ -11,7 +11,7 @@ from kombu.transport.native_delayed_delivery import (
 )
 
 from magsync.messaging.app import create_celery
-from magsync.worker import pacing, task
+from magsync.worker import pacing, reconcile, task
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ class LoopFlushedDispatcher(EventDispatcher):
 
 
 def create_worker_app(settings):
-    """The Celery app a worker runs: ``magsync.sync_order`` and ``magsync.backfill_order``
-    registered, topology declared.
+    """The Celery app a worker runs: ``magsync.sync_order``, ``magsync.backfill_order`` and
+    ``magsync.reconcile`` registered, topology declared, and the clock's schedule (``magsync
+    clock`` runs beat on it).
 
     Builds nothing else but the Salesforce call rate the pool processes will share
     (``celery.magsync_rate``, see ``magsync.worker.pacing``, made here, before the pool forks):
@@ -81,4 +82,7 @@ def create_worker_app(settings):
     celery.steps["consumer"].add(DeclareTopology)
     celery.task(**task.TASK_OPTIONS)(task.sync_order)
     celery.task(**task.BACKFILL_TASK_OPTIONS)(task.backfill_order)
+    celery.task(**reconcile.TASK_OPTIONS)(reconcile.reconcile)
+    # What the clock process (Celery beat on this app) sends: one reconcile pass an interval.
+    celery.conf.beat_schedule = reconcile.beat_schedule(settings)
     return celery

@@ -248,6 +248,19 @@ def chaos(client, duplicate, drop, reorder_window, burst_every):
     )
 
 
+@command.command("webhook")
+@click.option("--to", "target", default=None, help="Send webhooks to this URL from now on.")
+@click.option("--off", is_flag=True, help="Send none (a store without any webhook module).")
+@_client_command
+def webhook(client, target, off):
+    """Print (or change) where a running store sends its webhooks."""
+    if off and target:
+        raise click.UsageError("give --to or --off, not both")
+    if off or target:
+        return client.set_webhook(url=target or "")
+    return client.webhook()
+
+
 @command.command("paging")
 @click.option("--past-end", type=click.Choice(PAST_END), default=None,
               help="Set it: the last page again (Magento 2.3) or empty (2.4).")  # fmt: skip

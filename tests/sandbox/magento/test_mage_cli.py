@@ -104,3 +104,28 @@ def test_pinned_credentials_must_look_like_magentos(quiet_store):
     )
     assert result.returncode == 2
     assert "32 lowercase letters and digits" in result.stderr
+
+
+def test_the_webhook_command_retargets_a_running_store_or_turns_its_webhooks_off(
+    quiet_store, receiver
+):
+    from click.testing import CliRunner
+
+    from magsync.sandbox.magento.cli import command
+
+    runner = CliRunner()
+    url = ["--url", quiet_store.url]
+    result = runner.invoke(command, ["webhook", *url, "--to", receiver.url])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["url"] == receiver.url
+    quiet_store.place_order()
+    receiver.wait_for(1)
+
+    result = runner.invoke(command, ["webhook", *url, "--off"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["url"] is None
+    quiet_store.place_order()  # a store without any webhook module: the save sends nothing
+    assert quiet_store.wait_idle(10)
+    assert quiet_store.status()["delivery"]["queued"] == 1
+    assert len(receiver.bodies()) == 1
+    assert runner.invoke(command, ["webhook", *url, "--off", "--to", receiver.url]).exit_code == 2
