@@ -235,12 +235,22 @@ def _not_set_aside(events, ledger, result):
 
 
 def _dead_lettered(event, state):
+    """The event's version is the one the worker dead-lettered, or older.
+
+    When the worker had begun writing it, the ledger keeps that version's ``updated_at`` (the
+    store's clock): compared as is. Otherwise (refused before any write) the dead letter's own
+    time is all there is: only a save in an earlier second than it counts as dead-lettered, so
+    a save in the same second is published again rather than missed.
+    """
     if state is None or state.status != "dead_lettered" or state.changed_at is None:
         return False
     try:
-        return _parse(str(event["updated_at"])) <= state.changed_at
+        updated_at = _parse(str(event["updated_at"]))
     except ValueError:
         return False
+    if state.pending_updated_at is not None:
+        return updated_at <= state.pending_updated_at
+    return updated_at < state.changed_at.replace(microsecond=0)
 
 
 def _missed(fresh, cutoff, ledger, settings):
