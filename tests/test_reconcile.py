@@ -368,6 +368,30 @@ def test_missed_webhooks_send_one_sentry_event_an_hour_while_it_goes_on(make_set
     assert events[0]["contexts"]["missed_webhooks"]["count"] == 3
 
 
+def test_one_missed_webhooks_alert_an_hour_for_all_processes(database_url, monkeypatch):
+    from magsync import alerts
+    from magsync.ledger import Ledger, migrate
+
+    sent = []
+    monkeypatch.setattr(alerts, "capture_missed_webhooks", lambda count, key: sent.append(key))
+    ledger = Ledger(Settings.from_env({"DATABASE_URL": database_url}))
+    migrate.upgrade(ledger.engine)
+    key = "https://shop.example.com|missed-alert"
+    ledger.start_watermark(key)
+    clock = Clock(now=1_900_000_000.0)
+    # Two worker processes' reporters (their own memory), one ledger.
+    first, second = MissedWebhooks(clock=clock), MissedWebhooks(clock=clock)
+    outcomes = []
+    for _ in range(7):  # a pass every ten minutes for an hour, alternating processes
+        outcomes.append(first.report(3, key, ledger))
+        clock.now += 300
+        outcomes.append(second.report(3, key, ledger))
+        clock.now += 300
+    ledger.close()
+    assert outcomes == [True] + [False] * 11 + [True, False]
+    assert sent == [key, key]
+
+
 # -- the clock ----------------------------------------------------------------------------------
 
 

@@ -143,6 +143,8 @@ class WatermarkRow(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     entity_id: Mapped[int | None] = mapped_column(BigInteger)
     first_run_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # When a pass last sent the missed-webhooks alert (``magsync.sync.reconcile``).
+    missed_alert_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -918,6 +918,25 @@ class Ledger:
             session.flush()
             return Watermark.of(row)
 
+    def claim_missed_alert(self, store_key, now, interval):
+        """True for the one caller (of all processes) whose claim of the store's missed-webhooks
+        alert comes ``interval`` seconds or more after the last; ``now`` is naive UTC. The
+        store's watermark must exist (a pass makes it first)."""
+        cutoff = now - dt.timedelta(seconds=interval)
+        with self._transaction() as session:
+            claimed = session.execute(
+                update(WatermarkRow)
+                .where(
+                    WatermarkRow.store_key == store_key,
+                    or_(
+                        WatermarkRow.missed_alert_at.is_(None),
+                        WatermarkRow.missed_alert_at <= cutoff,
+                    ),
+                )
+                .values(missed_alert_at=now)
+            )
+            return claimed.rowcount == 1
+
     # -- the org's API usage (``magsync.sync.pacing``), one row shared by every worker ----------
 
     def api_usage(self):

@@ -26,8 +26,8 @@ a version a worker dead-lettered: it would be dead-lettered (and alerted) again 
 Orders the ledger never saw (no worker ever received them), last saved more than
 ``MISSED_AFTER`` seconds ago while a webhook intake is configured, are webhooks that never
 came: the pass logs a warning with their count, and ``MissedWebhooks`` sends one Sentry event
-per hour while it goes on. With no webhook intake (polling only) new orders are what polling is
-for, and are not counted.
+per hour while it goes on, for all processes (claimed in the store's watermark row). With no
+webhook intake (polling only) new orders are what polling is for, and are not counted.
 
 Reconciliation pauses while the org's API usage is above ``MAGSYNC_API_BUDGET``
 (``magsync.sync.pacing.allow("reconcile")``): what it publishes would spend the allowance.
@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass
 
 from magsync import alerts
+from magsync.ledger import LedgerUnavailable
 from magsync.magento.walk import TIME_FORMAT, magento_time
 from magsync.sync import pacing
 from magsync.sync.scan import NEW, classify
@@ -100,30 +101,47 @@ def reconcile_task_id(event):
 
 
 class MissedWebhooks:
-    """Reports orders whose webhook never came: a warning per pass, one alert per interval."""
+    """Reports orders whose webhook never came: a warning per pass, one alert an interval.
 
-    def __init__(self, interval=ALERT_INTERVAL, clock=time.monotonic):
+    The alert is claimed in the ledger (the store's watermark row), so one goes out an interval
+    whichever worker processes run the passes; while the ledger cannot be asked, the process
+    keeps its own interval. ``clock`` gives epoch seconds.
+    """
+
+    def __init__(self, interval=ALERT_INTERVAL, clock=time.time):
         self.interval = interval
         self.clock = clock
         self.alerts = 0
         self._last = None
         self._lock = threading.Lock()
 
-    def report(self, count, store_key):
+    def report(self, count, store_key, ledger=None):
         """Log ``count`` missed orders; True when this call also sent the Sentry event."""
         log.warning(
             "reconciliation found orders whose webhook never came: is the webhook intake "
             "broken (module uninstalled, Adobe registration disabled)?",
             extra={"missed": count, "store": store_key},
         )
+        if not self._claim(store_key, ledger):
+            return False
         with self._lock:
-            now = self.clock()
-            if self._last is not None and now - self._last < self.interval:
-                return False
-            self._last = now
             self.alerts += 1
         alerts.capture_missed_webhooks(count, store_key)
         return True
+
+    def _claim(self, store_key, ledger):
+        now = self.clock()
+        if ledger is not None:
+            try:
+                at = dt.datetime.fromtimestamp(now, dt.UTC).replace(tzinfo=None)
+                return ledger.claim_missed_alert(store_key, at, self.interval)
+            except LedgerUnavailable as exc:
+                log.warning("missed-webhooks alert not claimed", extra={"cause": str(exc)})
+        with self._lock:
+            if self._last is not None and now - self._last < self.interval:
+                return False
+            self._last = now
+            return True
 
 
 MISSED = MissedWebhooks()
@@ -186,7 +204,7 @@ def run_pass(services, publish, *, now=None, missed=MISSED, recent=RECENT):
             return result
         _walk(services, publish, result, now or _utcnow(), recent)
     if result.missed:
-        missed.report(result.missed, result.store_key)
+        missed.report(result.missed, result.store_key, services.ledger)
     log.info("reconcile pass done", extra=result.summary())
     return result
 
