@@ -4,6 +4,8 @@ in doubt is written again once ``MAGSYNC_LATE_WRITE_WINDOW`` has passed: Salesfo
 store's latest state whatever the late call put back."""
 
 import datetime as dt
+import time
+import uuid
 
 import pytest
 
@@ -14,7 +16,7 @@ from magsync.sandbox.salesforce import SandboxOrg
 from magsync.settings import Settings
 from magsync.sync.pipeline import late_write_possible, sync_order
 from magsync.sync.services import Services
-from tests.helpers import event_for, wait_for
+from tests.helpers import delete_namespace, event_for, wait_for
 
 UPSERT = r"/sobjects/Opportunity/Magento_Order_ID__c/"
 
@@ -94,3 +96,54 @@ def test_a_write_in_doubt_for_longer_than_the_window_has_landed_or_never_will():
     )
     assert not late_write_possible(OrderState("1"), settings, now)
     assert not late_write_possible(None, settings, now)
+
+
+def test_a_worker_checks_a_late_write_with_a_task_of_its_own(org, store, tmp_path):
+    """A real coalescing worker: the invoice's write is held past the timeout and lands after the
+    shipment's; the shipment's late-write check, a task of its own, writes the shipment again."""
+    from magsync.messaging.app import create_celery
+    from magsync.messaging.broker import Publisher
+    from tests import processes, services
+
+    services.require_rabbitmq()
+    namespace = f"magsync-late-{uuid.uuid4().hex[:8]}"
+    env = {
+        **org.settings(),
+        **store.settings(),
+        "CELERY_BROKER_URL": services.RABBITMQ_URL,
+        "MAGSYNC_BROKER_NAMESPACE": namespace,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'worker-ledger.db'}",
+        "SALESFORCE_TIMEOUT": "1",
+        "MAGSYNC_LATE_WRITE_WINDOW": "5",
+        "MAGSYNC_RETRY_BACKOFF": "1",
+        "MAGSYNC_RETRY_BACKOFF_MAX": "1",
+        "LOG_LEVEL": "INFO",
+    }
+    settings = Settings.from_env(env)
+    won, qualified = settings.sf_stage_map["complete"], settings.sf_stage_map["processing"]
+    celery = create_celery(settings)
+    publisher = Publisher(celery, celery.magsync_topology, 5)
+    worker = processes.start_worker(env, tmp_path, name="late", concurrency=20)
+    try:
+        order = store.place_order()
+        number = order["increment_id"]
+        publisher.publish(event_for(order), f"{number}:placed")
+        wait_for(lambda: org.records("Opportunity"), what="the placed order")
+        store.invoice(order["entity_id"])
+        # The invoice's upsert is held 3 s, past the worker's 1 s timeout, then carried out.
+        org.add_fault(kind="hang", path_regex=UPSERT, seconds=3, then="proceed", count=1)
+        publisher.publish(event_for(order), f"{number}:invoiced")
+        time.sleep(0.6)  # the invoice's write is on its way
+        store.ship(order["entity_id"])
+        publisher.publish(event_for(order), f"{number}:shipped")
+
+        wait_for(lambda: stage(org, number) == won, 15, "the shipment")
+        # The held invoice lands after the shipment was written: the older stage is back...
+        wait_for(lambda: stage(org, number) == qualified, 15, "the late write")
+        # ...until the shipment's late-write check, a task of its own, writes it again.
+        wait_for(lambda: stage(org, number) == won, 20, "the late-write check")
+        assert f"{number}:recheck:" in worker.log()
+    finally:
+        worker.stop()
+        publisher.close()
+        delete_namespace(services.RABBITMQ_URL, namespace)

@@ -3,8 +3,8 @@
 ``sync_order(event)`` ends in one of three ways, never in an acknowledged loss:
 
 - synced (or skipped as stale or unchanged by the pipeline): acknowledged; an order written
-  while an earlier write of it was in doubt is also published again, as a late-write check
-  (``recheck``) that runs after ``MAGSYNC_LATE_WRITE_WINDOW``;
+  while an earlier write of it was in doubt also gets a late-write check, a task of its own
+  (``<order>:recheck:<id>``) that writes it again after ``MAGSYNC_LATE_WRITE_WINDOW``;
 - a failure ``magsync.worker.decision`` says to retry: published again with its countdown; the
   delay is parked in RabbitMQ (quorum queue and Celery's native delayed delivery), never held by
   the worker, so RabbitMQ's consumer timeout cannot fire. Should that publish fail, the message
@@ -32,6 +32,7 @@ import math
 import os
 import threading
 import time
+import uuid
 
 from celery.exceptions import Reject, Retry
 
@@ -191,21 +192,35 @@ def _sync(task, event, kind, attempts, first_failed_at):
     else:
         context.breaker.success()
     if result and result.get("recheck"):
-        raise _recheck(task, event, context.settings)
+        result["recheck_task"] = _recheck(task, event, context.settings)
     return result
 
 
 def _recheck(task, event, settings):
     """Publish the order's late-write check (``pipeline.late_write_possible``): the same event,
-    to be written again once ``MAGSYNC_LATE_WRITE_WINDOW`` has passed; the ``Retry`` to raise."""
+    as a task of its own, to be written again once ``MAGSYNC_LATE_WRITE_WINDOW`` has passed.
+    Returns its task id, None when the broker did not confirm it (logged: the order itself is
+    synced, only the check of a late write is missing)."""
+    number = event.get("increment_id")
     check = {key: value for key, value in event.items() if key != "adobe_event_id"}
     check["recheck"] = True
     countdown = math.ceil(settings.late_write_window)
+    task_id = f"{number}:recheck:{uuid.uuid4().hex[:12]}"
+    try:
+        task.apply_async(
+            args=(check,), countdown=countdown, task_id=task_id, argsrepr=task_argsrepr(check)
+        )
+    except Exception as exc:  # the broker: this order's write stands, its check is lost
+        log.error(
+            "late-write check not published",
+            extra={"order": number, "cause": f"{type(exc).__name__}: {exc}"[:200]},
+        )
+        return None
     log.info(
         "order written while an earlier write was in doubt; it is written again later",
-        extra={"order": event.get("increment_id"), "countdown": countdown},
+        extra={"order": number, "countdown": countdown, "task_id": task_id},
     )
-    return _retry(task, countdown, args=(check,), attempts=0, first_failed_at=None)
+    return task_id
 
 
 def _failed(task, context, event, exc, attempts, first_failed_at):
@@ -270,12 +285,10 @@ def _set_aside(task, context, event, decision, now):
     alerts.capture_dead_letter(error, order)
 
 
-def _retry(task, countdown, args=None, **kwargs):
-    """Publish the task again (with ``args``, else its own) to run in ``countdown`` seconds;
-    the ``Retry`` to raise."""
+def _retry(task, countdown, **kwargs):
+    """Publish the task again to run in ``countdown`` seconds; the ``Retry`` to raise."""
     try:
         return task.retry(
-            args=args,
             countdown=countdown,
             kwargs=kwargs,
             max_retries=None,
