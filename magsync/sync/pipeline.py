@@ -61,7 +61,7 @@ WALK_SOURCES = {"backfill": "backfill", "reconcile": "reconcile"}
 @dataclass(frozen=True)
 class Prepared:
     """An order event ready to apply: the order as loaded, where it came from (``rest``,
-    ``webhook`` or ``reconcile``) and the sender's event id, if any."""
+    ``webhook``, ``reconcile`` or ``backfill``) and the sender's event id, if any."""
 
     event: dict
     order: object
@@ -236,8 +236,8 @@ def late_write_possible(state, settings, now=None):
 
     A call that timed out, or whose worker died, may still be carried out by Salesforce after a
     newer version was written, and put the older version back. A write made now is therefore
-    written again once the window has passed (the task shell publishes a ``recheck`` event):
-    by then the earlier call has landed or never will.
+    written again once the window has passed (the task shell publishes a ``recheck`` task of
+    its own): by then the earlier call has landed or never will.
     """
     if state is None or not state.in_doubt:
         return False
