@@ -31,23 +31,11 @@ from magsync.messaging.app import create_celery
 from magsync.messaging.dead_letters import DeadLetters
 from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
-from magsync.sandbox.salesforce.schema import packaged_schema
 from magsync.settings import Settings
 from tests import processes
-from tests.helpers import queue_depth
+from tests.helpers import APPROVAL_LIMIT, approval_schema, queue_depth
 from tests.rabbitmq_node import RabbitMQNode
 
-# The org refuses orders above an amount for good, as a merchant's org with an approval rule
-# does; a few orders are made that large on purpose, and nothing else may be dead-lettered.
-APPROVAL_LIMIT = 250_000
-APPROVAL_RULE = {
-    "name": "Large_orders_need_approval",
-    "field": "Amount",
-    "operator": "gt",
-    "value": APPROVAL_LIMIT,
-    "message": "Orders over 250,000 need a manual approval.",
-    "errorDisplayField": "Amount",
-}
 PERMANENT_CODES = {"FIELD_CUSTOM_VALIDATION_EXCEPTION"}
 
 # Fields the org must hold as the store's latest state says (StageName is checked apart: states
@@ -155,8 +143,7 @@ class ChaosRun:
 
     def _start_org(self):
         c = self.config
-        schema = packaged_schema()
-        schema["sobjects"]["Opportunity"]["validationRules"] = [APPROVAL_RULE]
+        schema = approval_schema()
         org = SandboxOrg(
             state_dir=self.workdir / "org", token_ttl=c.token_ttl, schema=schema
         ).start()

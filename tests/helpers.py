@@ -33,6 +33,28 @@ SEED_OPPORTUNITY = {
 }
 
 
+# The org refuses orders above an amount for good, as a merchant's org with an approval rule
+# does: tests make an order that large to have Salesforce refuse its record.
+APPROVAL_LIMIT = 250_000
+APPROVAL_RULE = {
+    "name": "Large_orders_need_approval",
+    "field": "Amount",
+    "operator": "gt",
+    "value": APPROVAL_LIMIT,
+    "message": "Orders over 250,000 need a manual approval.",
+    "errorDisplayField": "Amount",
+}
+
+
+def approval_schema():
+    """The sandbox org's packaged schema with ``APPROVAL_RULE`` on Opportunity."""
+    from magsync.sandbox.salesforce.schema import packaged_schema
+
+    schema = packaged_schema()
+    schema["sobjects"]["Opportunity"]["validationRules"] = [APPROVAL_RULE]
+    return schema
+
+
 def wait_for(predicate, timeout=30.0, what="condition", interval=0.1):
     """``predicate()``'s first truthy value, polled until ``timeout``; AssertionError after."""
     deadline = time.monotonic() + timeout

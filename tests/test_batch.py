@@ -10,28 +10,18 @@ import pytest
 
 from magsync.errors import DeadLetter, RetryLater
 from magsync.ledger import Ledger, migrate
-from magsync.sandbox.salesforce.schema import packaged_schema
 from magsync.settings import Settings
 from magsync.sync import pipeline
 from magsync.sync.batch import write_batch
 from magsync.sync.services import Services
-from tests.helpers import load_fixture
+from tests.helpers import approval_schema, load_fixture
 
 SEED = load_fixture("seed_webhook.json")["order"]
-APPROVAL_RULE = {
-    "name": "Large_orders_need_approval",
-    "field": "Amount",
-    "operator": "gt",
-    "value": 250_000,
-    "message": "Orders over 250,000 need a manual approval.",
-    "errorDisplayField": "Amount",
-}
 
 
 @pytest.fixture
 def org(org_factory):
-    schema = packaged_schema()
-    schema["sobjects"]["Opportunity"]["validationRules"] = [APPROVAL_RULE]
+    schema = approval_schema()
     return org_factory(schema=schema)
 
 

@@ -18,22 +18,13 @@ from magsync.ledger.models import utcnow
 from magsync.messaging.app import create_celery
 from magsync.messaging.dead_letters import DeadLetters
 from magsync.sandbox.magento import SandboxStore
-from magsync.sandbox.salesforce.schema import packaged_schema
 from magsync.settings import Settings
 from tests import processes
-from tests.helpers import queue_depth, wait_for
+from tests.helpers import approval_schema, queue_depth, wait_for
 
 pytestmark = pytest.mark.slow
 
 PAST = "2024-02-01 09:00:00"
-APPROVAL_RULE = {
-    "name": "Large_orders_need_approval",
-    "field": "Amount",
-    "operator": "gt",
-    "value": 250_000,
-    "message": "Orders over 250,000 need a manual approval.",
-    "errorDisplayField": "Amount",
-}
 
 
 class Stack:
@@ -214,8 +205,7 @@ def test_ctrl_c_stops_at_a_checkpoint_and_the_same_command_resumes(stack_factory
 def test_a_large_backfill_writes_through_bulk_api_and_dead_letters_refused_rows(
     stack_factory, org_factory
 ):
-    schema = packaged_schema()
-    schema["sobjects"]["Opportunity"]["validationRules"] = [APPROVAL_RULE]
+    schema = approval_schema()
     stack = stack_factory(org=org_factory(schema=schema), MAGSYNC_BULK_THRESHOLD="100")
     orders = place(stack.store, 160)
     [refused] = place(stack.store, 1, grand_total=300000)

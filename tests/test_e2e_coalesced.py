@@ -23,23 +23,14 @@ from magsync.mapping.order import load_order
 from magsync.messaging.app import create_celery
 from magsync.messaging.broker import Publisher
 from magsync.messaging.dead_letters import DeadLetters
-from magsync.sandbox.salesforce.schema import packaged_schema
 from magsync.settings import Settings
 from tests import processes
-from tests.helpers import load_fixture, queue_depth, wait_for
+from tests.helpers import approval_schema, load_fixture, queue_depth, wait_for
 from tests.test_e2e_ordering import CHECKED, _json, event, order_versions
 
 pytestmark = pytest.mark.slow
 
 SEED = load_fixture("seed_webhook.json")["order"]
-APPROVAL_RULE = {
-    "name": "Large_orders_need_approval",
-    "field": "Amount",
-    "operator": "gt",
-    "value": 250_000,
-    "message": "Orders over 250,000 need a manual approval.",
-    "errorDisplayField": "Amount",
-}
 
 
 class Fleet:
@@ -145,8 +136,7 @@ def order(number, buyer, updated="2023-10-26 10:00:00", **changes):
 
 
 def approval_org(org_factory, **options):
-    schema = packaged_schema()
-    schema["sobjects"]["Opportunity"]["validationRules"] = [APPROVAL_RULE]
+    schema = approval_schema()
     return org_factory(schema=schema, **options)
 
 
