@@ -72,6 +72,25 @@ class AuthenticationFailed(RetryLater):
     reason = "authentication_failed"
 
 
+class Deferred(SyncError):
+    """Not attempted yet: the order waits ``wait`` seconds in the broker, its retry budget
+    untouched (an earlier write of it may still land: ``pipeline.interrupted_write``)."""
+
+    reason = "deferred"
+    system = "magsync"
+
+    def __init__(self, message, *, wait, **kwargs):
+        super().__init__(message, **kwargs)
+        self.wait = wait
+
+
+def answered(error):
+    """The call that failed with ``error`` was answered (it carries the HTTP status): nothing of
+    it can land later. A timeout, a lost connection, a worker's own failure may leave a call in
+    flight."""
+    return getattr(error, "status", None) is not None
+
+
 class DeadLetter(SyncError):
     """Permanent for this payload: dead-letter at once with the reason, no retry."""
 

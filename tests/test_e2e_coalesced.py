@@ -205,9 +205,12 @@ def test_two_events_of_one_order_in_a_batch_apply_the_newest(org_factory, fleet_
 
 def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(org_factory, fleet_factory):
     org = org_factory(latency_ms=100)
-    fleet = fleet_factory(org, MAGSYNC_BATCH_SIZE=60, MAGSYNC_BATCH_LINGER_MS=2000)
+    fleet = fleet_factory(
+        org, MAGSYNC_BATCH_SIZE=60, MAGSYNC_BATCH_LINGER_MS=2000, MAGSYNC_LATE_WRITE_WINDOW=8
+    )
     # The first batch's second Composite call (its Opportunities and roles; the first made the
-    # buyers) is held 4 s, then lands although its worker is dead.
+    # buyers) is held 4 s, then lands although its worker is dead. The redelivered orders wait
+    # out the window instead of creating their roles before the held call lands.
     org.add_fault(
         kind="hang",
         method="POST",

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from magsync.errors import RetryLater
+from magsync.errors import Deferred, RetryLater
 from magsync.ledger import OrderState
 from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
@@ -76,6 +76,56 @@ def test_a_write_after_one_in_doubt_is_written_again_and_undoes_the_late_call(or
     assert org.stats()["api_calls"] == calls + 1
 
 
+def records(org, sobject):
+    return len(org.records(sobject))
+
+
+def test_a_first_write_held_past_its_timeout_makes_the_next_one_wait_then_creates_nothing_twice(
+    org, store, services
+):
+    order = store.place_order()
+    number = order["increment_id"]
+    # The order's first write (the buyer, the Opportunity, its role in one Composite call) is
+    # held past the client's timeout, then carried out all the same.
+    org.add_fault(kind="hang", path_regex=r"/composite$", seconds=2.0, then="proceed", count=1)
+    with pytest.raises(RetryLater) as info:
+        sync_order(event_for(order), services)
+    assert info.value.reason == "timeout"
+    assert services.ledger.order(number).status == "unanswered"
+    # Its retry would look the role up before the held call lands, then create it a second
+    # time: it waits for the window instead, without a call.
+    calls = org.stats()["api_calls"]
+    with pytest.raises(Deferred) as waiting:
+        sync_order(event_for(order), services)
+    assert waiting.value.reason == "interrupted_write" and 0 < waiting.value.wait <= 3
+    assert org.stats()["api_calls"] == calls
+    wait_for(lambda: records(org, "OpportunityContactRole") == 1, timeout=10, what="the late call")
+
+    time.sleep(waiting.value.wait)
+    synced = sync_order(event_for(order), services)
+    assert "skipped" not in synced and "recheck" not in synced
+    for sobject in ("Account", "Contact", "Opportunity", "OpportunityContactRole"):
+        assert records(org, sobject) == 1, sobject
+    assert services.ledger.order(number).status == "synced"
+
+
+def test_a_write_salesforce_refused_is_retried_at_once_and_never_checked_again(
+    org, store, services
+):
+    order = store.place_order()
+    org.add_fault(kind="unavailable", path_regex=r"/composite$", count=1)
+    with pytest.raises(RetryLater) as info:
+        sync_order(event_for(order), services)
+    assert info.value.status == 503
+    state = services.ledger.order(order["increment_id"])
+    assert (state.status, state.in_doubt) == ("failed", True)
+    # A 503 wrote nothing: the retry neither waits nor needs a late-write check.
+    synced = sync_order(event_for(order), services)
+    assert "recheck" not in synced and synced["sf_created"] is True
+    for sobject in ("Account", "Contact", "Opportunity", "OpportunityContactRole"):
+        assert records(org, sobject) == 1, sobject
+
+
 def test_an_unchanged_order_is_skipped_unless_it_is_a_late_write_check(org, store, services):
     order = store.place_order()
     sync_order(event_for(order), services)
@@ -89,10 +139,17 @@ def test_an_unchanged_order_is_skipped_unless_it_is_a_late_write_check(org, stor
 def test_a_write_in_doubt_for_longer_than_the_window_has_landed_or_never_will():
     settings = Settings.from_env({"MAGSYNC_LATE_WRITE_WINDOW": "120"})
     now = dt.datetime(2026, 11, 30, 12, 0, 0)
-    began = OrderState("1", apply_started_at=now - dt.timedelta(seconds=119))
-    assert late_write_possible(began, settings, now)
+    began = now - dt.timedelta(seconds=119)
+    # A worker that died mid-write, or a call that went unanswered: it may still land.
+    assert late_write_possible(OrderState("1", status="applying", apply_started_at=began), settings, now)
+    assert late_write_possible(OrderState("1", status="unanswered", apply_started_at=began), settings, now)
+    # Salesforce answered the failed call: nothing of it can land.
+    assert not late_write_possible(OrderState("1", status="failed", apply_started_at=began), settings, now)
+    assert not late_write_possible(OrderState("1", status="retrying", apply_started_at=began), settings, now)
     assert not late_write_possible(
-        OrderState("1", apply_started_at=now - dt.timedelta(seconds=121)), settings, now
+        OrderState("1", status="applying", apply_started_at=now - dt.timedelta(seconds=121)),
+        settings,
+        now,
     )
     assert not late_write_possible(OrderState("1"), settings, now)
     assert not late_write_possible(None, settings, now)

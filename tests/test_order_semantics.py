@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from magsync.errors import DeadLetter, InvalidOrder, RetryLater
+from magsync.errors import DeadLetter, Deferred, InvalidOrder, RetryLater
 from magsync.ledger import Ledger, migrate
 from magsync.settings import Settings
 from magsync.sync import pipeline
@@ -387,9 +387,18 @@ def test_a_worker_killed_after_salesforce_answered_loses_and_duplicates_nothing(
     state = svc.ledger.order("000000123")
     assert (state.status, state.in_doubt, state.updated_at) == ("applying", True, None)
 
-    # The broker redelivers the event to another worker process.
-    again = services()
+    # The broker redelivers the event to another worker process. A call of the dead worker
+    # may still land, and would create the buyer and the role a second time after a lookup:
+    # within MAGSYNC_LATE_WRITE_WINDOW the order waits, without a call.
     before = calls(org)
+    with pytest.raises(Deferred) as waiting:
+        sync(order(), services())
+    assert waiting.value.reason == "interrupted_write" and 119 < waiting.value.wait <= 120
+    assert calls(org) == before
+    assert svc.ledger.order("000000123").attempts == 1
+
+    # Once the window has passed.
+    again = services(MAGSYNC_LATE_WRITE_WINDOW="0.001")
     summary = sync(order(), again)
     # The buyer is looked up (the ledger never learnt their ids), the contact role checked
     # (the one write that is not an upsert), and the Opportunity upserted again.

@@ -271,6 +271,12 @@ def _detail(values):
     return json.dumps(kept, sort_keys=True, ensure_ascii=False, default=str) if kept else None
 
 
+def _noted_status(kind, status):
+    if kind != "retried":
+        return kind
+    return "unanswered" if status in ("applying", "unanswered") else "retrying"
+
+
 def describe_error(error):
     """``reason: message`` of an outcome, short enough for the ledger."""
     if error is None:
@@ -587,6 +593,16 @@ class Ledger:
         row.status = "applying"
         return row.attempts
 
+    def failed(self, failures):
+        """Record ``(version, status)`` of writes that failed, in one transaction: ``failed``
+        when no call of the order may still land, ``unanswered`` when one may. The write stays
+        in doubt (the version is not applied); ``note`` keeps the status ``unanswered``."""
+        with self._transaction() as session:
+            self._preload(session, [version.increment_id for version, _ in failures])
+            for version, status in failures:
+                row = self._row(session, version.increment_id, version)
+                row.status = status
+
     def applied(self, version, applied):
         """Record what Salesforce confirmed, with the customer and parent it touched."""
         self.applied_many([(version, applied)])
@@ -769,13 +785,10 @@ class Ledger:
         """Record an outcome the task shell decided: ``retried`` or ``dead_lettered``.
 
         Taken without the order's lock (the shell must not wait on it): the row's status and last
-        error say what happened last, and the history keeps every outcome.
+        error say what happened last, and the history keeps every outcome. A retried order whose
+        write may still land (status ``applying`` or ``unanswered``) stays ``unanswered``.
         """
-        status = {"retried": "retrying"}.get(kind, kind)
-        values = {
-            "status": status,
-            "last_error": describe_error(error),
-        }
+        values = {"last_error": describe_error(error)}
         if attempt is not None:
             values["attempts"] = attempt
         for tries_left in (1, 0):
@@ -787,6 +800,7 @@ class Ledger:
                         session.add(row)
                     for key, value in values.items():
                         setattr(row, key, value)
+                    row.status = _noted_status(kind, row.status)
                     self._event(
                         session,
                         increment_id,

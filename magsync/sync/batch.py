@@ -16,18 +16,20 @@ orders share:
 3. One lock session holds the batch: every order's lock and its parent's, taken at once in the
    global lock order (``Ledger.locks``), then the customer locks of buyers the ledger does not
    know. However many orders wait, a process holds one such session per batch in flight.
-4. Stale and unchanged versions are skipped (one ledger transaction); the others begin, in
-   doubt until applied (one transaction).
+4. Stale and unchanged versions are skipped (one ledger transaction); an order whose earlier
+   write may still land waits (``pipeline.interrupted_write``); the others begin, in doubt
+   until applied (one transaction).
 5. The writes (``magsync.sync.batch_writes``): a record Salesforce refuses fails only its
    order, a call that fails as a whole the orders it carried.
-6. The ledger records every order Salesforce confirmed as applied (one transaction); then the
-   locks are released.
+6. The ledger records every order Salesforce confirmed as applied, and the status of every
+   failed write (``pipeline.failure_status``), one transaction each; then the locks are
+   released.
 """
 
 import dataclasses
 import logging
 
-from magsync.errors import RetryLater
+from magsync.errors import Deferred, RetryLater
 from magsync.ledger import Applied, Version
 from magsync.salesforce.rest import dumps
 from magsync.sync import batch_writes, pipeline
@@ -146,7 +148,10 @@ def _decide(indexes, prepared, states, services, outcomes):
         summary = pipeline.order_summary(order, item.source)
         plan = Plan(index, order, state, record, version, summary)
         reason = pipeline.decision(version, state, item.recheck)
-        if reason is None:
+        deferred = pipeline.interrupted_write(record, state, services.settings)
+        if reason is None and deferred is not None:
+            outcomes[index] = deferred
+        elif reason is None:
             if pipeline.late_write_possible(state, services.settings):
                 summary["recheck"] = True
             plans.append(plan)
@@ -158,6 +163,13 @@ def _decide(indexes, prepared, states, services, outcomes):
 def _record(plans, attempts, calls, services, outcomes):
     """Record what Salesforce confirmed in the ledger, then give each order its outcome."""
     confirmed = [plan for plan in plans if isinstance(plan.outcome, Applied)]
+    failed = [
+        (plan.version, pipeline.failure_status(plan.outcome, plan.state, services.settings))
+        for plan in plans
+        if isinstance(plan.outcome, Exception)
+    ]
+    if failed:
+        pipeline.note_failed(failed, services)
     for plan in confirmed:
         plan.outcome = dataclasses.replace(plan.outcome, api_calls=calls, batch=len(plans))
     if confirmed:
@@ -183,6 +195,8 @@ def _superseded(superseded, prepared, outcomes, services):
     for index, winner in superseded.items():
         if isinstance(outcomes[winner], dict):
             done.append(index)
+        elif isinstance(outcomes[winner], Deferred):
+            outcomes[index] = outcomes[winner]  # the newer one waits: so does this one
         else:
             outcomes[index] = RetryLater(
                 "a newer version of the order in the same batch was not applied",

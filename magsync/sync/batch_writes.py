@@ -236,7 +236,11 @@ def _line_outcome(plan, services):
         codes = {e.get("errorCode") for e in error.errors}
         if codes & REFUSED_ENTRY:
             forget(plan.lines.skus, services)
-            error = RetryLater(f"{error}; its products are looked up again", reason="stale_product")
+            error = RetryLater(
+                f"{error}; its products are looked up again",
+                reason="stale_product",
+                status=error.status,
+            )
         plan.outcome = error
 
 
@@ -345,6 +349,7 @@ def _forget_refused_buyers(plans, ledger):
             "Salesforce no longer has the buyer's Account or Contact; looked up again on retry",
             reason="customer_refused",
             system="magsync",
+            status=error.status,  # Salesforce answered: nothing of the write can land later
         )
 
 

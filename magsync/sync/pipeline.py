@@ -22,7 +22,10 @@ decides what retrying or dead-lettering means. Step by step:
 4. The ledger records the version as applied only after Salesforce confirmed it. A worker that
    dies between the two leaves the write "in doubt": the redelivered event applies the same
    version again, which the upsert by external id makes harmless, and checks for the contact
-   role (the one write that is not an upsert) before creating it.
+   role (the one write that is not an upsert) before creating it. A write that failed is
+   recorded ``failed`` when Salesforce answered, ``unanswered`` when a call of it may still
+   land; while one may (``late_write_possible``), a write that would create records waits
+   (``interrupted_write``) and an upsert is written again later.
 
 ``sync_order`` is ``prepare`` (step 1, and the duplicate check) then ``apply_one`` (steps 2 to 4).
 A coalescing worker prepares each event in its own task and hands the ``Prepared`` order to the
@@ -38,7 +41,7 @@ import logging
 from dataclasses import dataclass
 
 from magsync import redact
-from magsync.errors import InvalidOrder, classify_magento
+from magsync.errors import Deferred, InvalidOrder, answered, classify_magento
 from magsync.ledger import LedgerUnavailable, LockName, Version
 from magsync.magento.fields import too_far_ahead
 from magsync.mapping.common import customer_key
@@ -231,18 +234,59 @@ def decision(version, state, recheck=False):
     return None if recheck and reason == "unchanged" else reason
 
 
+# A write left in these states may still land: its worker died mid-call (``applying``, no
+# outcome noted), or a call of it went unanswered (timed out, connection lost).
+INTERRUPTED = ("applying", "unanswered")
+
+
 def late_write_possible(state, settings, now=None):
-    """A write of this order began within ``MAGSYNC_LATE_WRITE_WINDOW`` and was never confirmed.
+    """A write of this order that may still land began within ``MAGSYNC_LATE_WRITE_WINDOW``.
 
     A call that timed out, or whose worker died, may still be carried out by Salesforce after a
     newer version was written, and put the older version back. A write made now is therefore
     written again once the window has passed (the task shell publishes a ``recheck`` task of
-    its own): by then the earlier call has landed or never will.
+    its own): by then the earlier call has landed or never will. A call Salesforce answered
+    with a failure wrote nothing and cannot land later.
     """
-    if state is None or not state.in_doubt:
-        return False
+    return _late_write_wait(state, settings, now) > 0
+
+
+def _late_write_wait(state, settings, now=None):
+    if state is None or not state.in_doubt or state.status not in INTERRUPTED:
+        return 0.0
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return (now - state.apply_started_at).total_seconds() < settings.late_write_window
+    elapsed = (now - state.apply_started_at).total_seconds()
+    return max(0.0, settings.late_write_window - elapsed)
+
+
+def interrupted_write(record, state, settings, now=None):
+    """The ``Deferred`` to raise when ``record`` must not be written yet, else None.
+
+    An upsert by external id written now and again after the window (``late_write_possible``)
+    ends right whatever lands in between. A write that creates records (the buyer's Account and
+    Contact, the contact role, line items) does not: it looks them up first when the earlier
+    write is in doubt, but a call that lands after the lookup creates them a second time. Such a
+    write waits, in the broker, until the earlier call has landed or never will.
+    """
+    if record.sobject != "Opportunity":
+        return None
+    creates = not (state and state.record_id and state.contact_role_id) or settings.sf_line_items
+    wait = _late_write_wait(state, settings, now) if creates else 0.0
+    if wait <= 0:
+        return None
+    return Deferred(
+        "an earlier write of the order may still land; written once it no longer can",
+        reason="interrupted_write",
+        wait=wait,
+    )
+
+
+def failure_status(error, state, settings):
+    """The ledger status of an order whose write failed with ``error`` (see ``INTERRUPTED``):
+    ``failed`` when Salesforce answered it, and no earlier write of it may still land."""
+    if answered(error) and not late_write_possible(state, settings):
+        return "failed"
+    return "unanswered"
 
 
 def _apply(prepared, services, locks):
@@ -258,6 +302,9 @@ def _apply(prepared, services, locks):
     if reason is not None:
         services.ledger.skip(version, reason)
         return report_skipped(summary, reason)
+    deferred = interrupted_write(record, state, services.settings)
+    if deferred is not None:
+        raise deferred
     if late_write_possible(state, services.settings):
         summary["recheck"] = True
     return _write(order, record, state, version, services, locks, summary)
@@ -351,13 +398,27 @@ def _write(order, record, state, version, services, locks, summary):
     """Write ``version`` and record it as applied once Salesforce confirmed it."""
     attempt = services.ledger.begin(version)
     calls_before = services.writer.calls
-    if record.sobject == "Lead":
-        applied = write_lead(record, services)
-    else:
-        applied = write_opportunity(order, record, state, services, locks)
+    try:
+        if record.sobject == "Lead":
+            applied = write_lead(record, services)
+        else:
+            applied = write_opportunity(order, record, state, services, locks)
+    except Exception as exc:
+        note_failed([(version, failure_status(exc, state, services.settings))], services)
+        raise
     applied = dataclasses.replace(applied, api_calls=services.writer.calls - calls_before)
     services.ledger.applied(version, applied)
     return report_applied(summary, applied, attempt, services.writer.last_api_usage)
+
+
+def note_failed(failures, services):
+    """Record ``(version, status)`` of writes that failed (``failure_status``), under the
+    orders' locks. A ledger that cannot be written leaves them ``applying``: in doubt, as a
+    worker that died would, which only makes a later write wait (``interrupted_write``)."""
+    try:
+        services.ledger.failed(failures)
+    except Exception:  # the write's own failure is the outcome
+        log.warning("ledger did not record the failed writes", exc_info=True)
 
 
 # -- outcomes the task shell decides ------------------------------------------------------------

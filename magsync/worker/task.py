@@ -14,7 +14,8 @@
   Should that publish fail, the message is rejected to the broker's own dead-lettering.
 
 While the org's API usage is past the halt threshold (``magsync.sync.pacing``), or the circuit
-breaker is open, the task is put back in the broker to wait, its retry budget untouched. What a
+breaker is open, or an earlier write of the order may still land (``Deferred``), the task is put
+back in the broker to wait, its retry budget untouched. What a
 process keeps between tasks (breaker, pacers, dead-letter queue, Salesforce, Magento and ledger
 clients, and in a coalescing worker its coalescer) is its ``WorkerContext``, made on its first
 task.
@@ -37,7 +38,7 @@ import uuid
 from celery.exceptions import Reject, Retry
 
 from magsync import alerts, redact
-from magsync.errors import RetryLater, SyncError
+from magsync.errors import Deferred, RetryLater, SyncError
 from magsync.messaging.broker import BACKFILL_ORDER_TASK, SYNC_ORDER_TASK, task_argsrepr
 from magsync.messaging.dead_letters import DeadLetters
 from magsync.settings import ConfigError
@@ -185,6 +186,14 @@ def _sync(task, event, kind, attempts, first_failed_at):
         result = context.sync(event)
     except (Retry, Reject):
         raise
+    except Deferred as exc:  # an earlier write may still land: wait, the retry budget untouched
+        log.info(
+            "order waits for an earlier write of it",
+            extra={"order": event.get("increment_id"), "reason": exc.reason, "wait": exc.wait},
+        )
+        raise _retry(
+            task, math.ceil(exc.wait), attempts=attempts, first_failed_at=first_failed_at
+        ) from None
     except Exception as exc:  # every failure is retried or set aside, never lost
         raise _failed(task, context, event, exc, attempts, first_failed_at) from None
     if result and result.get("skipped"):
