@@ -45,13 +45,40 @@ class KeyValueFormatter(logging.Formatter):
         context = " ".join(
             f"{key}={_quote(value)}"
             for key, value in vars(record).items()
-            if key not in _STANDARD and not key.startswith("_")
+            if key not in _STANDARD and not key.startswith("_") and not _repeats(record, value)
         )
         text = escape(redact(f"{base} {context}" if context else base))
         if record.exc_info:
             # A traceback keeps its lines; anything else that could forge one is escaped.
             text += "\n" + escape(redact(self.formatException(record.exc_info)), True)
         return text
+
+
+def _repeats(record, value):
+    """Celery passes a message's arguments again as ``extra={"data": ...}``: printed once."""
+    return value is record.args and isinstance(value, dict)
+
+
+class LineHandler(logging.StreamHandler):
+    """A ``StreamHandler`` that formats a record on the logging thread before taking its lock,
+    which then covers the write alone: formatting (redaction included) never makes the worker's
+    other threads, its consumer loop among them, wait for the lock."""
+
+    def handle(self, record):
+        if not self.filter(record):
+            return False
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return True
+        with self.lock:
+            try:
+                self.stream.write(line)
+                self.flush()
+            except Exception:
+                self.handleError(record)
+        return True
 
 
 def _quote(value):
@@ -71,7 +98,7 @@ def configure(level="INFO"):
     """
     from celery import signals
 
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler(sys.stderr)
     handler.setFormatter(KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

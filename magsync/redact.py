@@ -36,6 +36,17 @@ _SECRETS = re.compile(
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)"
 )
 
+# What each of those patterns needs in the lowered text: a line without any is left alone.
+_SECRET_HINTS = (
+    "bearer",
+    "password=",
+    "secret=",
+    "token=",
+    "assertion=",
+    "signature=",
+    "private key-----",
+)
+
 # A local part (plain, backslash-escaped as in SOQL, or quoted), "@" (or %40 in a URL), and a
 # domain whose last label is letters, so worker names such as celery@host and URLs such as
 # guest:**@127.0.0.1 stay readable.
@@ -84,20 +95,69 @@ class _Known:
     def __init__(self):
         self.values = set()
         self._pattern = None
+        self._heads = None
 
     def add(self, value):
         value = value.strip()
         if len(value) < MIN_VALUE_LENGTH or value in self.values:
             return
         self.values.add(value)
-        self._pattern = None
+        self._pattern = self._heads = None
 
     def pattern(self):
         if self._pattern is None and self.values:
-            forms = {form for value in self.values for form in _written_forms(value)}
-            alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
+            forms = sorted(self._forms(), key=len, reverse=True)
+            alternatives = "|".join(re.escape(f) for f in forms)
             self._pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
         return self._pattern
+
+    def may_occur(self, text):
+        """False when no value can be in ``text``: some word of each is not a word of it.
+
+        A batch's thread knows hundreds of buyers, and their pattern tries each at every
+        position of a line; most lines name none of them, and skip it. A value matches only
+        between non-word characters, so each of its ASCII words, lowered, is a whole word of an
+        ASCII line lowered. Lines that are not ASCII (where the pattern's case-insensitive
+        matching goes beyond lowering) and values without an ASCII word always take the pattern.
+        """
+        if self._heads is None:
+            self._heads = _heads(self._forms())
+        if self._heads is False or not text.isascii():
+            return True
+        words = set(_WORD.findall(text.lower()))
+        return any(
+            needed <= words for head in words & self._heads.keys() for needed in self._heads[head]
+        )
+
+    def _forms(self):
+        return {form for value in self.values for form in _written_forms(value)}
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _heads(forms):
+    """``{word: [words]}``: the ASCII words of each form (lowered), under its most telling one
+    (letters before digits, then the longest); False when a form has no ASCII word. A form with
+    a character no ASCII one matches case-insensitively (``ü``) is never in an ASCII line."""
+    heads = {}
+    for form in forms:
+        if not all(_ascii_like(char) for char in form):
+            continue
+        words = {word.lower() for word in _WORD.findall(form) if word.isascii()}
+        if not words:
+            return False
+        head = max(sorted(words), key=lambda word: (not word.isdigit(), len(word)))
+        heads.setdefault(head, []).append(frozenset(words))
+    return heads
+
+
+def _ascii_like(char):
+    """Whether ``char`` may match an ASCII character case-insensitively (the dotless i, the
+    long s, the Kelvin sign...): when one of its case mappings holds an ASCII letter."""
+    if char.isascii():
+        return True
+    return any(c.isascii() for c in char.lower() + char.upper() + char.casefold())
 
 
 def _written_forms(value):
@@ -161,12 +221,15 @@ def redact(text):
     """
     if not isinstance(text, str) or not text:
         return text
-    text = mask_url(_SECRETS.sub(FILTERED, text), mask=FILTERED)
+    lowered = text.lower()
+    if any(hint in lowered for hint in _SECRET_HINTS):  # the patterns cost more than the look
+        text = _SECRETS.sub(FILTERED, text)
+    text = mask_url(text, mask=FILTERED)
     known = _known.get()
-    pattern = known.pattern() if known is not None else None
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
-    text = _EMAILS.sub(EMAIL, text)
+    if known is not None and known.values and known.may_occur(text):
+        text = known.pattern().sub(REDACTED, text)
+    if "@" in text or "%40" in text:
+        text = _EMAILS.sub(EMAIL, text)
     return _PHONES.sub(_phone, text)
 
 

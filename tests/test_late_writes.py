@@ -140,17 +140,17 @@ def test_a_write_in_doubt_for_longer_than_the_window_has_landed_or_never_will():
     settings = Settings.from_env({"MAGSYNC_LATE_WRITE_WINDOW": "120"})
     now = dt.datetime(2026, 11, 30, 12, 0, 0)
     began = now - dt.timedelta(seconds=119)
+
+    def possible(status, started=began):
+        return late_write_possible(
+            OrderState("1", status=status, apply_started_at=started), settings, now
+        )
+
     # A worker that died mid-write, or a call that went unanswered: it may still land.
-    assert late_write_possible(OrderState("1", status="applying", apply_started_at=began), settings, now)
-    assert late_write_possible(OrderState("1", status="unanswered", apply_started_at=began), settings, now)
+    assert possible("applying") and possible("unanswered")
     # Salesforce answered the failed call: nothing of it can land.
-    assert not late_write_possible(OrderState("1", status="failed", apply_started_at=began), settings, now)
-    assert not late_write_possible(OrderState("1", status="retrying", apply_started_at=began), settings, now)
-    assert not late_write_possible(
-        OrderState("1", status="applying", apply_started_at=now - dt.timedelta(seconds=121)),
-        settings,
-        now,
-    )
+    assert not possible("failed") and not possible("retrying")
+    assert not possible("applying", now - dt.timedelta(seconds=121))
     assert not late_write_possible(OrderState("1"), settings, now)
     assert not late_write_possible(None, settings, now)
 

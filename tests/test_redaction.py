@@ -115,6 +115,26 @@ def test_values_remembered_later_are_redacted_too():
     assert redact.redact("9 Other Road") == "9 Other Road"
 
 
+def test_a_batchs_many_buyers_are_each_redacted_whole_and_nothing_else_is():
+    """A batch's thread knows hundreds of buyers whose values share prefixes (Number 1, Number
+    12, Number 120): each is redacted whole, the longest first; a word that only begins with one
+    is not."""
+    with redact.buyer():
+        for n in range(300):
+            redact.remember({"customer_lastname": f"Number {n}", "street": [f"{n} Elm Lane"]})
+        assert redact.redact("to Number 12 at 120 Elm Lane") == "to [redacted] at [redacted]"
+        assert redact.redact("NUMBER 7;Number 299") == "[redacted];[redacted]"
+        assert redact.redact("Number 3000 and Number 12a") == "Number 3000 and Number 12a"
+        assert redact.redact("q=Number+45") == "q=[redacted]"
+        # Values without an ASCII word, and lines that are not ASCII, always take the pattern.
+        redact.remember({"customer_firstname": "Ærø", "customer_lastname": "Weiß-Öz"})
+        assert (
+            redact.redact("to ærø, WEISS-ÖZ and weiß-öz")
+            == "to [redacted], WEISS-ÖZ and [redacted]"
+        )
+        assert redact.redact('{"name": "\\u00c6r\\u00f8"}') == '{"name": "[redacted]"}'
+
+
 def test_secrets_are_masked_by_the_same_function():
     text = "Authorization: Bearer 00D5g!AQ4AQ.x-y and amqp://guest:hunter2@rabbit//"
     assert "00D5g" not in redact.redact(text) and "hunter2" not in redact.redact(text)
