@@ -1,5 +1,6 @@
 import copy
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
@@ -354,3 +355,38 @@ def test_billing_address_parts_are_cut_to_salesforce_address_lengths(seed_order,
     assert len(fields["Billing_PostalCode__c"]) == 20
     assert len(fields["Billing_Street__c"]) == 255
     assert fields["Billing_Street__c"].startswith("Unit 1\nxxx")
+
+
+def test_a_schema_built_once_per_thread_keeps_nothing_of_the_record_before(
+    seed_order, make_settings
+):
+    """Outbound schemas are built once per thread and settings (``OutboundSchema.of``): what one
+    record was given (a previous stage, a replacement, links) is not in the next one's fields."""
+    settings = make_settings()
+    seed_order["state"] = "holded"
+    order = load_order(seed_order)
+    kept = opportunity_record(order, settings, "Qualification")
+    replaced = opportunity_record(order, settings, "Qualification", replaced_by="000000999-1")
+    second = opportunity_record(order, settings)
+    assert (kept.fields["StageName"], replaced.fields["StageName"]) == (
+        "Qualification",
+        "Closed Lost",
+    )
+    assert second.fields["StageName"] == "Prospecting"
+    assert second.fields == opportunity_record(order, make_settings()).fields
+    assert contact_fields(order, settings, account="001000000000001AAA")["AccountId"]
+    assert "AccountId" not in contact_fields(order, settings)
+
+    stages = {}
+
+    def build(stage):
+        for _ in range(200):
+            record = opportunity_record(order, settings, stage)
+            stages.setdefault(stage, set()).add(record.fields["StageName"])
+
+    threads = [threading.Thread(target=build, args=(s,)) for s in ("Qualification", "Closed Won")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert stages == {"Qualification": {"Qualification"}, "Closed Won": {"Closed Won"}}

@@ -112,32 +112,32 @@ class ContactRoleSchema(OutboundSchema):
 
 def account_fields(order):
     """Fields of the Account for the buyer of ``order``."""
-    return AccountSchema().dump(order)
+    return AccountSchema.of().dump(order)
 
 
 def contact_fields(order, settings, account=None):
     """Fields of the Contact for the buyer of ``order``, linked to ``account`` when given."""
     links = {"AccountId": account} if account is not None else {}
-    return ContactSchema(settings, links=links).dump(order)
+    return ContactSchema.of(settings, links=links).dump(order)
 
 
 def account_record(order):
     """The new Account for the buyer of ``order``."""
-    return AccountSchema().new_record(order)
+    return AccountSchema.of().new_record(order)
 
 
 def contact_record(order, settings, account):
     """The new Contact for the buyer of ``order``, in ``account`` (an id or a reference)."""
-    return ContactSchema(settings, links={"AccountId": account}).new_record(order)
+    return ContactSchema.of(settings, links={"AccountId": account}).new_record(order)
 
 
 def contact_account_update(order, contact_id, account):
     """The ``Update`` linking the buyer's existing Contact ``contact_id`` to ``account``."""
-    return ContactAccountSchema(links={"AccountId": account}).update(order, contact_id)
+    return ContactAccountSchema.of(links={"AccountId": account}).update(order, contact_id)
 
 
 def contact_role_record(order, settings, opportunity, contact):
     """The contact role making ``contact`` the primary contact of ``opportunity`` (ids or
     references)."""
     links = {"OpportunityId": opportunity, "ContactId": contact}
-    return ContactRoleSchema(settings, links=links).new_record(order)
+    return ContactRoleSchema.of(settings, links=links).new_record(order)

@@ -60,4 +60,4 @@ class ReplacedOrderSchema(OutboundSchema):
 def closing_update(order, parent_record_id, settings):
     """The ``Update`` setting the replaced order's Opportunity ``parent_record_id`` to lost, with
     the note naming ``order``, the edit that replaced it."""
-    return ReplacedOrderSchema(settings).update(order, parent_record_id)
+    return ReplacedOrderSchema.of(settings).update(order, parent_record_id)

@@ -73,4 +73,4 @@ class LeadSchema(OutboundSchema):
 
 def lead_record(order, settings):
     """The Lead ``Record`` for a guest's ``order``, keyed on its increment id."""
-    return LeadSchema(settings).record(order)
+    return LeadSchema.of(settings).record(order)

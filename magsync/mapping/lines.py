@@ -184,5 +184,5 @@ def line_records(lines, settings, opportunity, entries, existing=()):
         links = {}
         if line.key not in existing:
             links = {"OpportunityId": opportunity, "PricebookEntryId": entries[line.sku]}
-        records.append(LineItemSchema(settings, links=links).record(line))
+        records.append(LineItemSchema.of(settings, links=links).record(line))
     return records

@@ -136,7 +136,7 @@ def opportunity_record(order, settings, previous_stage=None, replaced_by=None):
     ``previous_stage`` is the stage last written (kept for states outside the map);
     ``replaced_by`` the number of the edited order that replaced this one, if any.
     """
-    schema = OpportunitySchema(settings, previous_stage=previous_stage, replaced_by=replaced_by)
+    schema = OpportunitySchema.of(settings, previous_stage=previous_stage, replaced_by=replaced_by)
     record = schema.record(order)
     if settings.sf_line_items:
         record = dataclasses.replace(record, children=tuple(order_lines(order, settings)))

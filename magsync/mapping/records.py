@@ -23,6 +23,7 @@ The writes themselves: ``Record`` (an upsert by external id), ``NewRecord`` (a c
 """
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 
 from marshmallow import Schema, fields, missing, post_dump
@@ -91,6 +92,9 @@ class Link(fields.Field):
         return self.parent.links.get(self.data_key or attr, missing)
 
 
+_built = threading.local()
+
+
 class OutboundSchema(Schema):
     """Base of the outbound schemas: built with the settings and, at write time, the links."""
 
@@ -98,6 +102,23 @@ class OutboundSchema(Schema):
         super().__init__(**kwargs)
         self.settings = settings
         self.links = dict(links or {})
+
+    @classmethod
+    def of(cls, settings=None, *, links=None, **state):
+        """This schema for ``settings`` with ``links`` and ``state`` (what the subclass takes,
+        such as an Opportunity's previous stage), built once per thread: marshmallow builds a
+        schema's fields when it is made, which costs more than the dump itself. Callers give
+        every attribute the subclass keeps, so nothing of a previous dump carries over."""
+        schemas = getattr(_built, "schemas", None)
+        if schemas is None:
+            schemas = _built.schemas = {}
+        schema = schemas.get(cls)
+        if schema is None or schema.settings is not settings:
+            schema = schemas[cls] = cls(settings)
+        schema.links = dict(links or {})
+        for name, value in state.items():
+            setattr(schema, name, value)
+        return schema
 
     @classmethod
     def external_id_field(cls, settings):
