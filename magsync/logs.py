@@ -45,18 +45,13 @@ class KeyValueFormatter(logging.Formatter):
         context = " ".join(
             f"{key}={_quote(value)}"
             for key, value in vars(record).items()
-            if key not in _STANDARD and not key.startswith("_") and not _repeats(record, value)
+            if key not in _STANDARD and not key.startswith("_")
         )
         text = escape(redact(f"{base} {context}" if context else base))
         if record.exc_info:
             # A traceback keeps its lines; anything else that could forge one is escaped.
             text += "\n" + escape(redact(self.formatException(record.exc_info)), True)
         return text
-
-
-def _repeats(record, value):
-    """Celery passes a message's arguments again as ``extra={"data": ...}``: printed once."""
-    return value is record.args and isinstance(value, dict)
 
 
 class LineHandler(logging.StreamHandler):
