@@ -204,3 +204,44 @@ def test_a_worker_checks_a_late_write_with_a_task_of_its_own(org, store, tmp_pat
         worker.stop()
         publisher.close()
         delete_namespace(services.RABBITMQ_URL, namespace)
+
+
+def test_an_order_that_waits_keeps_its_retry_budget_and_frees_the_breakers_probe(monkeypatch):
+    """The task shell puts a ``Deferred`` order back with the wait as countdown and its attempts
+    as they were; had it been let through as the circuit breaker's probe, the next one goes."""
+    from celery.exceptions import Retry
+
+    from magsync.worker import task as shell
+    from magsync.worker.circuit import HALF_OPEN, CircuitBreaker
+
+    breaker = CircuitBreaker(threshold=1, cooldown=30, clock=lambda: clock[0])
+    clock = [0.0]
+    breaker.failure()
+    clock[0] = 30.0
+
+    class Context:
+        settings = Settings.from_env({})
+        pacing = type("Pacing", (), {"wait_time": staticmethod(lambda kind: 0.0)})()
+
+        def __init__(self):
+            self.breaker = breaker
+
+        def sync(self, event):
+            assert breaker.state == HALF_OPEN  # this order is the probe
+            raise Deferred("an earlier write may still land", reason="interrupted_write", wait=7.2)
+
+    retried = {}
+
+    class Task:
+        app = object()
+        request = type("Request", (), {"args": [{"increment_id": "000000123", "entity_id": 1}]})()
+
+        def retry(self, countdown, kwargs, **options):
+            retried.update(countdown=countdown, **kwargs)
+            return Retry("waits", when=countdown)
+
+    monkeypatch.setattr(shell.WorkerContext, "of", classmethod(lambda cls, app: Context()))
+    with pytest.raises(Retry):
+        shell._sync(Task(), Task.request.args[0], "live", 3, 1700000000.0)
+    assert retried == {"countdown": 8, "attempts": 3, "first_failed_at": 1700000000.0}
+    assert breaker.wait_time() == 0  # the probe was given back

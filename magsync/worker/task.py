@@ -187,6 +187,7 @@ def _sync(task, event, kind, attempts, first_failed_at):
     except (Retry, Reject):
         raise
     except Deferred as exc:  # an earlier write may still land: wait, the retry budget untouched
+        context.breaker.release()  # it never called Salesforce, were it the breaker's probe
         log.info(
             "order waits for an earlier write of it",
             extra={"order": event.get("increment_id"), "reason": exc.reason, "wait": exc.wait},
