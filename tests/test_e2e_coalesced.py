@@ -227,7 +227,7 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(org_factory, fle
     wait_for(lambda: org.stats()["faults_fired"] == 1, 60, "the batch's upsert in flight")
     first.kill()
     first.stop()
-    fleet.worker("w2", threads=150)
+    second = fleet.worker("w2", threads=150)
 
     numbers = sorted(d["increment_id"] for d in documents)
     wait_for(
@@ -245,6 +245,8 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(org_factory, fle
     assert fleet.dead.browse() == []
     # The orders of the killed batch were in doubt, and their roles looked up, not duplicated.
     assert org.stats()["calls_by_kind"].get("query", 0) >= 2
+    # They waited out the window before creating anything.
+    assert "order waits for an earlier write of it" in second.log()
 
 
 # -- bounded locks and connections --------------------------------------------------------------

@@ -43,6 +43,9 @@ from magsync.ledger.models import (
     utcnow,
 )
 
+# Statuses of an order whose write may still land (``OrderState.interrupted``).
+INTERRUPTED = ("applying", "unanswered")
+
 log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT = 30.0
@@ -146,6 +149,12 @@ class OrderState:
     def in_doubt(self):
         """A write began and was never confirmed: it may or may not have reached Salesforce."""
         return self.apply_started_at is not None
+
+    @property
+    def interrupted(self):
+        """A write in doubt that may still land: its worker died mid-call (``applying``, no
+        outcome noted) or a call of it went unanswered (timed out, connection lost)."""
+        return self.in_doubt and self.status in INTERRUPTED
 
 
 @dataclass(frozen=True)
@@ -274,7 +283,7 @@ def _detail(values):
 def _noted_status(kind, status):
     if kind != "retried":
         return kind
-    return "unanswered" if status in ("applying", "unanswered") else "retrying"
+    return "unanswered" if status in INTERRUPTED else "retrying"
 
 
 def describe_error(error):

@@ -234,11 +234,6 @@ def decision(version, state, recheck=False):
     return None if recheck and reason == "unchanged" else reason
 
 
-# A write left in these states may still land: its worker died mid-call (``applying``, no
-# outcome noted), or a call of it went unanswered (timed out, connection lost).
-INTERRUPTED = ("applying", "unanswered")
-
-
 def late_write_possible(state, settings, now=None):
     """A write of this order that may still land began within ``MAGSYNC_LATE_WRITE_WINDOW``.
 
@@ -252,7 +247,7 @@ def late_write_possible(state, settings, now=None):
 
 
 def _late_write_wait(state, settings, now=None):
-    if state is None or not state.in_doubt or state.status not in INTERRUPTED:
+    if state is None or not state.interrupted:
         return 0.0
     now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
     elapsed = (now - state.apply_started_at).total_seconds()
@@ -282,8 +277,9 @@ def interrupted_write(record, state, settings, now=None):
 
 
 def failure_status(error, state, settings):
-    """The ledger status of an order whose write failed with ``error`` (see ``INTERRUPTED``):
-    ``failed`` when Salesforce answered it, and no earlier write of it may still land."""
+    """The ledger status of an order whose write failed with ``error``: ``failed`` when
+    Salesforce answered it and no earlier write of it may still land, else ``unanswered``
+    (``OrderState.interrupted``)."""
     if answered(error) and not late_write_possible(state, settings):
         return "failed"
     return "unanswered"

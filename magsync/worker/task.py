@@ -15,10 +15,9 @@
 
 While the org's API usage is past the halt threshold (``magsync.sync.pacing``), or the circuit
 breaker is open, or an earlier write of the order may still land (``Deferred``), the task is put
-back in the broker to wait, its retry budget untouched. What a
-process keeps between tasks (breaker, pacers, dead-letter queue, Salesforce, Magento and ledger
-clients, and in a coalescing worker its coalescer) is its ``WorkerContext``, made on its first
-task.
+back in the broker to wait, its retry budget untouched. What a process keeps between tasks
+(breaker, pacers, dead-letter queue, Salesforce, Magento and ledger clients, and in a coalescing
+worker its coalescer) is its ``WorkerContext``, made on its first task.
 
 A coalescing worker (``MAGSYNC_BATCH_SIZE`` > 1) runs its tasks on threads: each hands its
 order to the process's coalescer (``magsync.sync.coalescer``) and waits for that order's own
