@@ -157,6 +157,13 @@ def _https_url(raw):
     return url
 
 
+def _non_negative_int(raw):
+    value = int(raw.strip())
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _non_negative_float(raw):
     value = float(raw.strip())
     if value < 0:
@@ -437,6 +444,12 @@ class Settings:
         _positive_int,
         400,
         doc="threads of a coalescing worker: the orders that can wait for a batch at once",
+    )
+    gc_threshold: int = _setting(
+        "MAGSYNC_GC_THRESHOLD",
+        _non_negative_int,
+        50000,
+        doc="allocations between a worker's young garbage collections (0: Python's default)",
     )
     batch_size: int = _setting(
         "MAGSYNC_BATCH_SIZE",

@@ -321,7 +321,10 @@ def test_a_burst_costs_at_most_three_calls_per_hundred_orders(org_factory, fleet
     ]
     org.insert("Contact", known)
     documents = [order(f"{410000001 + n}", n % 200) for n in range(2000)]
-    fleet.worker("w1", threads=400)
+    worker = fleet.worker("w1", threads=400)
+    # The worker's main process, where the threads run, tuned its collector before the pool.
+    [tuned] = [line for line in worker.log().splitlines() if "garbage collector tuned" in line]
+    assert "threshold=50000" in tuned
     org.reset_stats()
     started = time.monotonic()
     for document in documents:

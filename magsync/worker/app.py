@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from celery import bootsteps
+from celery import bootsteps, signals
 from celery.events.dispatcher import EventDispatcher
 from kombu.transport.native_delayed_delivery import (
     bind_queue_to_native_delayed_delivery_exchange,
@@ -11,7 +11,7 @@ from kombu.transport.native_delayed_delivery import (
 )
 
 from magsync.messaging.app import create_celery
-from magsync.worker import pacing, reconcile, task
+from magsync.worker import collector, pacing, reconcile, task
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,8 @@ def create_worker_app(settings):
     A coalescing worker (``MAGSYNC_BATCH_SIZE`` > 1) runs Celery's thread pool with
     ``MAGSYNC_WORKER_THREADS`` threads and as many messages prefetched, so that many orders wait
     for a batch at once; otherwise the prefork pool runs one order per process, as the shared
-    configuration says.
+    configuration says. A worker's main process tunes Python's garbage collector when it starts
+    (``magsync.worker.collector``), before the pool forks.
     """
     celery = create_celery(settings)
     celery.conf.update(
@@ -85,4 +86,8 @@ def create_worker_app(settings):
     celery.task(**reconcile.TASK_OPTIONS)(reconcile.reconcile)
     # What the clock process (Celery beat on this app) sends: one reconcile pass an interval.
     celery.conf.beat_schedule = reconcile.beat_schedule(settings)
+    # Once per process, whatever number of apps: the handler reads the worker's own app.
+    signals.worker_init.connect(
+        collector.on_worker_init, weak=False, dispatch_uid="magsync.worker.collector"
+    )
     return celery
