@@ -18,6 +18,7 @@ The operator's own tools keep the data: the ledger, ``magsync trace`` and ``mags
 
 import contextlib
 import contextvars
+import functools
 import json
 import re
 from urllib.parse import quote, quote_plus
@@ -90,7 +91,7 @@ _MAX_DEPTH = 32
 
 
 class _Known:
-    """The buyer values of the order being handled, and one pattern matching any of them."""
+    """The buyer values of the order being handled, and the patterns that match them."""
 
     def __init__(self):
         self.values = set()
@@ -105,29 +106,36 @@ class _Known:
         self._pattern = self._heads = None
 
     def pattern(self):
+        """One pattern matching any written form of any value (longest first)."""
         if self._pattern is None and self.values:
-            forms = sorted(self._forms(), key=len, reverse=True)
-            alternatives = "|".join(re.escape(f) for f in forms)
-            self._pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+            self._pattern = _alternation(tuple(_longest_first(self._forms())), cached=False)
         return self._pattern
 
-    def may_occur(self, text):
-        """False when no value can be in ``text``: some word of each is not a word of it.
+    def pattern_for(self, text):
+        """A pattern that masks in ``text`` what ``pattern()`` would, or None when no value
+        can be in it.
 
-        A batch's thread knows hundreds of buyers, and their pattern tries each at every
-        position of a line; most lines name none of them, and skip it. A value matches only
-        between non-word characters, so each of its ASCII words, lowered, is a whole word of an
-        ASCII line lowered. Lines that are not ASCII (where the pattern's case-insensitive
-        matching goes beyond lowering) and values without an ASCII word always take the pattern.
+        A batch's thread knows hundreds of buyers: their one pattern takes a tenth of a second
+        to compile and tries each of them at every position of a line, while most lines name
+        none of them. A value matches only between non-word characters, so each of its words,
+        as an ASCII line lowered would hold it, is a whole word of such a line: the forms whose
+        words the line holds are the only ones that can match in it, and a pattern of those
+        alone (compiled once, cached) masks the same. Lines that are not ASCII (where
+        case-insensitive matching goes beyond lowering) and values without a word take the
+        whole pattern.
         """
         if self._heads is None:
             self._heads = _heads(self._forms())
         if self._heads is False or not text.isascii():
-            return True
+            return self.pattern()
         words = set(_WORD.findall(text.lower()))
-        return any(
-            needed <= words for head in words & self._heads.keys() for needed in self._heads[head]
-        )
+        forms = [
+            form
+            for head in words & self._heads.keys()
+            for needed, form in self._heads[head]
+            if needed <= words
+        ]
+        return _alternation(tuple(_longest_first(forms))) if forms else None
 
     def _forms(self):
         return {form for value in self.values for form in _written_forms(value)}
@@ -136,28 +144,58 @@ class _Known:
 _WORD = re.compile(r"\w+")
 
 
+def _longest_first(forms):
+    return sorted(set(forms), key=lambda form: (-len(form), form))
+
+
+def _alternation(forms, cached=True):
+    """The case-insensitive pattern of ``forms`` (longest first) as whole words; the small
+    ones of single lines are cached."""
+    if cached:
+        return _cached_alternation(forms)
+    alternatives = "|".join(re.escape(form) for form in forms)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_alternation(forms):
+    return _alternation(forms, cached=False)
+
+
 def _heads(forms):
-    """``{word: [words]}``: the ASCII words of each form (lowered), under its most telling one
-    (letters before digits, then the longest); False when a form has no ASCII word. A form with
-    a character no ASCII one matches case-insensitively (``ü``) is never in an ASCII line."""
+    """``{word: [(words, form)]}``: the words of each form as an ASCII line lowered would hold
+    them, under its most telling one (letters before digits, then the longest); False when a
+    form has no word. A form with a character that matches no ASCII one case-insensitively
+    (``ü``, ``ß``) is never in an ASCII line, and is left out."""
     heads = {}
     for form in forms:
-        if not all(_ascii_like(char) for char in form):
+        twin = _ascii_twin(form)
+        if twin is None:
             continue
-        words = {word.lower() for word in _WORD.findall(form) if word.isascii()}
+        words = set(_WORD.findall(twin))
         if not words:
             return False
         head = max(sorted(words), key=lambda word: (not word.isdigit(), len(word)))
-        heads.setdefault(head, []).append(frozenset(words))
+        heads.setdefault(head, []).append((frozenset(words), form))
     return heads
 
 
-def _ascii_like(char):
-    """Whether ``char`` may match an ASCII character case-insensitively (the dotless i, the
-    long s, the Kelvin sign...): when one of its case mappings holds an ASCII letter."""
+def _ascii_twin(text):
+    """``text`` as it may appear in an ASCII line, lowered; None if it cannot appear in one."""
+    twins = [_ascii_char(char) for char in text]
+    return None if None in twins else "".join(twins)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ascii_char(char):
+    """The lowered ASCII character ``char`` matches case-insensitively, as ``re`` matches
+    (the long s matches s, the dotless i and the dotted capital I match i, the Kelvin sign
+    k), or None (``ü``, and ``ß``: ``re`` folds no character into two)."""
     if char.isascii():
-        return True
-    return any(c.isascii() for c in char.lower() + char.upper() + char.casefold())
+        return char.lower()
+    pattern = re.compile(re.escape(char), re.IGNORECASE)
+    matches = {chr(code).lower() for code in range(128) if pattern.fullmatch(chr(code))}
+    return matches.pop() if len(matches) == 1 else None
 
 
 def _written_forms(value):
@@ -226,8 +264,10 @@ def redact(text):
         text = _SECRETS.sub(FILTERED, text)
     text = mask_url(text, mask=FILTERED)
     known = _known.get()
-    if known is not None and known.values and known.may_occur(text):
-        text = known.pattern().sub(REDACTED, text)
+    if known is not None and known.values:
+        pattern = known.pattern_for(text)
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
     if "@" in text or "%40" in text:
         text = _EMAILS.sub(EMAIL, text)
     return _PHONES.sub(_phone, text)

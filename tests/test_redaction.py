@@ -4,6 +4,7 @@ with control characters."""
 
 import json
 import logging
+import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,6 +134,85 @@ def test_a_batchs_many_buyers_are_each_redacted_whole_and_nothing_else_is():
             == "to [redacted], WEISS-ÖZ and [redacted]"
         )
         assert redact.redact('{"name": "\\u00c6r\\u00f8"}') == '{"name": "[redacted]"}'
+
+
+# Values as a batch's buyers bring them: shared words and prefixes, digits, non-ASCII letters
+# (some that match ASCII ones case-insensitively, some that do not), a word of one value inside
+# another, and words that ordinary log lines hold too.
+_BATCH_VALUES = [
+    "Große Bäckerstraße 3",
+    "ul. Świętokrzyska 54",
+    "Calle de Peñalver, 102",
+    "梅田19-2-1",
+    "Je\u017f\u017fica Fi\u017fher",
+    "\u212aelvin 3",
+    "İpek Y\u0131lmaz",
+    "3 Main Street",
+    "Main",
+    "Mainz Road 12",
+    "buyer7@bench.example.com",
+    "o'brien@example.ie",
+    "+49 30 1234567",
+    "555-0123",
+    "Number 12",
+    "Number 120",
+]
+_PIECES = _BATCH_VALUES + [value.upper() for value in _BATCH_VALUES] + [
+    "3", "12", "54", "120", "main", "Street", "GROSSE", "road", "number", "Number", "batch=200",
+    "order=000000012", "Jessica", "JESSICA", "kelvin", "KELVIN", "ipek", "IPEK", "yilmaz",
+    "buyer7", "bench.example.com", "o'brien", "%40", "+49", "1234567", "\\u00df", "%C3%9F",
+    "梅田19", "-", ",", ";", "'", '"', "=", "/",
+]  # fmt: skip
+
+
+def _with_whole_pattern(text, whole):
+    """``redact(text)`` as it was when every line took the batch's whole pattern."""
+    lowered = text.lower()
+    if any(hint in lowered for hint in redact._SECRET_HINTS):
+        text = redact._SECRETS.sub(redact.FILTERED, text)
+    text = whole.sub(redact.REDACTED, redact.mask_url(text, mask=redact.FILTERED))
+    if "@" in text or "%40" in text:
+        text = redact._EMAILS.sub(redact.EMAIL, text)
+    return redact._PHONES.sub(redact._phone, text)
+
+
+def test_a_line_is_redacted_as_the_batchs_whole_pattern_would_and_only_scanned_where_needed():
+    """Each line is matched with a small pattern of the forms whose words it holds, with the
+    whole pattern's result on lines built from pieces of the values and of ordinary log lines;
+    a line that names no buyer never has the batch's whole pattern compiled for it."""
+    rng = random.Random(12)
+    with redact.buyer():
+        for value in _BATCH_VALUES:
+            redact.remember({"street": [value]})
+        known = redact._known.get()
+        quiet = ["order=000000012 batch=200 synced=3 at 12:54", "Number 1200 on 3rd Mainz-Roads"]
+        assert [redact.redact(text) for text in quiet] == quiet
+        assert known._pattern is None  # no line named a buyer: never compiled
+
+        assert redact.redact("to JESSICA FISHER, 3 main street") == "to [redacted], [redacted]"
+        assert redact.redact("kelvin 3 and grosse backerstrasse 3") == (
+            "[redacted] and grosse backerstrasse 3"
+        )
+        lines = [" ".join(rng.choices(_PIECES, k=rng.randint(1, 6))) for _ in range(3000)]
+        whole = known.pattern()
+        for text in lines:
+            assert redact.redact(text) == _with_whole_pattern(text, whole), text
+
+
+def test_a_character_counts_as_the_ascii_one_it_matches_case_insensitively():
+    assert {c: redact._ascii_char(c) for c in "ßüéµ梅\u0131\u017f\u212aİaZ"} == {
+        "ß": None,
+        "ü": None,
+        "é": None,
+        "µ": None,
+        "梅": None,
+        "\u0131": "i",
+        "\u017f": "s",
+        "\u212a": "k",
+        "İ": "i",
+        "a": "a",
+        "Z": "z",
+    }
 
 
 def test_secrets_are_masked_by_the_same_function():
