@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from magsync.errors import Deferred, RetryLater
+from magsync.errors import DeadLetter, Deferred, RetryLater
 from magsync.ledger import OrderState
 from magsync.sandbox.magento import SandboxStore
 from magsync.sandbox.salesforce import SandboxOrg
@@ -109,6 +109,53 @@ def test_a_first_write_held_past_its_timeout_makes_the_next_one_wait_then_create
     assert services.ledger.order(number).status == "synced"
 
 
+def test_an_order_dead_lettered_after_an_unanswered_write_waits_before_creating_records(
+    org, store, services
+):
+    order = store.place_order()
+    number = order["increment_id"]
+    org.add_fault(kind="hang", path_regex=r"/composite$", seconds=2.0, then="proceed", count=1)
+    with pytest.raises(RetryLater) as info:
+        sync_order(event_for(order), services)
+    # The task shell gives up on the order (its retries spent): a dead letter, as it notes one.
+    services.ledger.note(number, "dead_lettered", info.value, attempt=1)
+    assert services.ledger.order(number).status == "dead_lettered"
+    # A new save of the order (or a replay of the letter) within the window would create the
+    # role a second time if the held call landed after its lookup: it waits without a call.
+    store.invoice(order["entity_id"])
+    calls = org.stats()["api_calls"]
+    with pytest.raises(Deferred) as waiting:
+        sync_order(event_for(order), services)
+    assert waiting.value.reason == "interrupted_write"
+    assert org.stats()["api_calls"] == calls
+    wait_for(lambda: records(org, "OpportunityContactRole") == 1, timeout=10, what="the late call")
+
+    time.sleep(waiting.value.wait)
+    synced = sync_order(event_for(order), services)
+    assert synced["state"] == "processing" and "recheck" not in synced
+    for sobject in ("Account", "Contact", "Opportunity", "OpportunityContactRole"):
+        assert records(org, sobject) == 1, sobject
+
+
+def test_an_order_dead_lettered_after_a_refused_write_is_written_at_once_when_it_comes_again(
+    org, store, services
+):
+    order = store.place_order()
+    number = order["increment_id"]
+    refused = [{"message": "Required fields are missing", "errorCode": "REQUIRED_FIELD_MISSING"}]
+    org.add_fault(kind="status", status=400, body=refused, path_regex=r"/composite$", count=1)
+    with pytest.raises(DeadLetter) as info:
+        sync_order(event_for(order), services)
+    services.ledger.note(number, "dead_lettered", info.value, attempt=1)
+    state = services.ledger.order(number)
+    assert (state.status, state.in_doubt, state.interrupted) == ("dead_lettered", True, False)
+    # Replayed once the cause is fixed: Salesforce refused the call, nothing of it can land.
+    synced = sync_order(event_for(order), services)
+    assert "recheck" not in synced and synced["sf_created"] is True
+    for sobject in ("Account", "Contact", "Opportunity", "OpportunityContactRole"):
+        assert records(org, sobject) == 1, sobject
+
+
 def test_a_write_salesforce_refused_is_retried_at_once_and_never_checked_again(
     org, store, services
 ):
@@ -141,15 +188,21 @@ def test_a_write_in_doubt_for_longer_than_the_window_has_landed_or_never_will():
     now = dt.datetime(2026, 11, 30, 12, 0, 0)
     began = now - dt.timedelta(seconds=119)
 
-    def possible(status, started=began):
-        return late_write_possible(
-            OrderState("1", status=status, apply_started_at=started), settings, now
-        )
+    def possible(status, started=began, may_land=None):
+        state = OrderState("1", status=status, apply_started_at=started, write_may_land=may_land)
+        return late_write_possible(state, settings, now)
 
     # A worker that died mid-write, or a call that went unanswered: it may still land.
-    assert possible("applying") and possible("unanswered")
+    assert possible("applying", may_land=True) and possible("unanswered", may_land=True)
     # Salesforce answered the failed call: nothing of it can land.
-    assert not possible("failed") and not possible("retrying")
+    assert not possible("failed", may_land=False) and not possible("retrying", may_land=False)
+    # A dead letter replaces the status, not what the ledger knows of the write in doubt.
+    assert possible("dead_lettered", may_land=True)
+    assert not possible("dead_lettered", may_land=False)
+    assert not possible("dead_lettered", None, may_land=None)  # before any write began
+    # Rows last written before write_may_land was kept: the status tells.
+    assert possible("applying") and possible("unanswered") and not possible("failed")
+    assert not possible("dead_lettered")
     assert not possible("applying", now - dt.timedelta(seconds=121))
     assert not late_write_possible(OrderState("1"), settings, now)
     assert not late_write_possible(None, settings, now)

@@ -8,7 +8,7 @@ Magento's ``updated_at`` is stored as Magento writes it, to the second.
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Salesforce ids have 18 characters; Magento increment ids at most 50, edits (``-1``) included.
@@ -37,7 +37,10 @@ class OrderRow(Base):
     ``updated_at`` and ``payload_hash`` are the last version Salesforce confirmed (or found
     unchanged). ``pending_updated_at`` / ``pending_hash`` / ``apply_started_at`` describe a write
     that began and has not been confirmed: a crash there leaves them set, and the next attempt
-    treats the order's non-idempotent writes (the contact role) as in doubt.
+    treats the order's non-idempotent writes (the contact role) as in doubt. ``write_may_land``
+    says whether that write may still be carried out by Salesforce (its call went unanswered, or
+    its worker died mid-call) rather than answered with a failure; whatever the status says
+    since (a dead letter replaces it). None on rows last written before it was kept.
     """
 
     __tablename__ = "ledger_orders"
@@ -63,6 +66,7 @@ class OrderRow(Base):
     pending_updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     pending_hash: Mapped[str | None] = mapped_column(String(64))
     apply_started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    write_may_land: Mapped[bool | None] = mapped_column(Boolean)
     first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     synced_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)

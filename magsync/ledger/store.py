@@ -137,6 +137,7 @@ class OrderState:
     pending_updated_at: dt.datetime | None = None
     pending_hash: str | None = None
     apply_started_at: dt.datetime | None = None
+    write_may_land: bool | None = None
     first_seen_at: dt.datetime | None = None
     synced_at: dt.datetime | None = None
     changed_at: dt.datetime | None = None
@@ -153,8 +154,14 @@ class OrderState:
     @property
     def interrupted(self):
         """A write in doubt that may still land: its worker died mid-call (``applying``, no
-        outcome noted) or a call of it went unanswered (timed out, connection lost)."""
-        return self.in_doubt and self.status in INTERRUPTED
+        outcome noted) or a call of it went unanswered (timed out, connection lost), also when
+        the order was dead-lettered since (``write_may_land``; a row last written before that
+        column was kept tells it by its status)."""
+        if not self.in_doubt:
+            return False
+        if self.write_may_land is None:
+            return self.status in INTERRUPTED
+        return self.write_may_land
 
 
 @dataclass(frozen=True)
@@ -600,17 +607,20 @@ class Ledger:
         row.pending_hash = version.payload_hash
         row.apply_started_at = utcnow()
         row.status = "applying"
+        row.write_may_land = True  # until Salesforce answers: a worker killed now leaves it
         return row.attempts
 
     def failed(self, failures):
         """Record ``(version, status)`` of writes that failed, in one transaction: ``failed``
         when no call of the order may still land, ``unanswered`` when one may. The write stays
-        in doubt (the version is not applied); ``note`` keeps the status ``unanswered``."""
+        in doubt (the version is not applied); ``note`` keeps the status ``unanswered``, and a
+        dead letter, which replaces the status, keeps ``write_may_land``."""
         with self._transaction() as session:
             self._preload(session, [version.increment_id for version, _ in failures])
             for version, status in failures:
                 row = self._row(session, version.increment_id, version)
                 row.status = status
+                row.write_may_land = status == "unanswered"
 
     def applied(self, version, applied):
         """Record what Salesforce confirmed, with the customer and parent it touched."""
@@ -639,6 +649,7 @@ class Ledger:
         row.status = "synced"
         row.last_error = None
         row.pending_updated_at = row.pending_hash = row.apply_started_at = None
+        row.write_may_land = None
         row.synced_at = utcnow()
         self._remember_event(session, version)
         self._event(

@@ -241,7 +241,8 @@ def late_write_possible(state, settings, now=None):
     newer version was written, and put the older version back. A write made now is therefore
     written again once the window has passed (the task shell publishes a ``recheck`` task of
     its own): by then the earlier call has landed or never will. A call Salesforce answered
-    with a failure wrote nothing and cannot land later.
+    with a failure wrote nothing and cannot land later; the ledger keeps which it was, also
+    once the order is dead-lettered (``OrderState.interrupted``).
     """
     return _late_write_wait(state, settings, now) > 0
 
