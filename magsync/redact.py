@@ -97,6 +97,7 @@ class _Known:
         self.values = set()
         self._pattern = None
         self._heads = None
+        self._patterns = {}  # forms -> their pattern, for lines naming some of the values
 
     def add(self, value):
         value = value.strip()
@@ -108,7 +109,7 @@ class _Known:
     def pattern(self):
         """One pattern matching any written form of any value (longest first)."""
         if self._pattern is None and self.values:
-            self._pattern = _alternation(tuple(_longest_first(self._forms())), cached=False)
+            self._pattern = _alternation(self._forms())
         return self._pattern
 
     def pattern_for(self, text):
@@ -120,7 +121,7 @@ class _Known:
         none of them. A value matches only between non-word characters, so each of its words,
         as an ASCII line lowered would hold it, is a whole word of such a line: the forms whose
         words the line holds are the only ones that can match in it, and a pattern of those
-        alone (compiled once, cached) masks the same. Lines that are not ASCII (where
+        alone (compiled once per block) masks the same. Lines that are not ASCII (where
         case-insensitive matching goes beyond lowering) and values without a word take the
         whole pattern.
         """
@@ -129,13 +130,18 @@ class _Known:
         if self._heads is False or not text.isascii():
             return self.pattern()
         words = set(_WORD.findall(text.lower()))
-        forms = [
+        forms = frozenset(
             form
             for head in words & self._heads.keys()
             for needed, form in self._heads[head]
             if needed <= words
-        ]
-        return _alternation(tuple(_longest_first(forms))) if forms else None
+        )
+        if not forms:
+            return None
+        pattern = self._patterns.get(forms)
+        if pattern is None:
+            pattern = self._patterns[forms] = _alternation(forms)
+        return pattern
 
     def _forms(self):
         return {form for value in self.values for form in _written_forms(value)}
@@ -144,22 +150,12 @@ class _Known:
 _WORD = re.compile(r"\w+")
 
 
-def _longest_first(forms):
-    return sorted(set(forms), key=lambda form: (-len(form), form))
-
-
-def _alternation(forms, cached=True):
-    """The case-insensitive pattern of ``forms`` (longest first) as whole words; the small
-    ones of single lines are cached."""
-    if cached:
-        return _cached_alternation(forms)
-    alternatives = "|".join(re.escape(form) for form in forms)
+def _alternation(forms):
+    """The case-insensitive pattern matching any of ``forms`` as a whole word, the longest
+    first."""
+    ordered = sorted(forms, key=lambda form: (-len(form), form))
+    alternatives = "|".join(re.escape(form) for form in ordered)
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
-
-
-@functools.lru_cache(maxsize=1024)
-def _cached_alternation(forms):
-    return _alternation(forms, cached=False)
 
 
 def _heads(forms):
