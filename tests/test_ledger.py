@@ -236,6 +236,29 @@ def test_forgetting_a_customer(ledger):
     assert ledger.customer("ana@example.com") is None
 
 
+def test_trace_says_whether_a_write_in_doubt_may_still_land_also_after_a_dead_letter(
+    database_url, ledger
+):
+    def doubt_line():
+        env = {"DATABASE_URL": database_url}
+        result = CliRunner().invoke(main, ["trace", "100000001"], env=env)
+        assert result.exit_code == 0, result.output
+        [line] = [x for x in result.output.splitlines() if "unconfirmed write" in x]
+        return line
+
+    ledger.begin(version())
+    assert doubt_line().endswith("(may still land)")  # a worker killed now leaves it so
+    ledger.failed([(version(), "unanswered")])
+    ledger.note("100000001", "dead_lettered", RetryLater("no answer", reason="timeout"), 1)
+    assert ledger.order("100000001").status == "dead_lettered"
+    assert doubt_line().endswith("(may still land)")
+
+    ledger.begin(version())
+    ledger.failed([(version(), "failed")])
+    ledger.note("100000001", "dead_lettered", RetryLater("refused", reason="x"), 2)
+    assert doubt_line().endswith("(Salesforce answered: cannot land)")
+
+
 def test_trace_prints_the_history_with_the_salesforce_ids(database_url, ledger):
     applied = Applied(
         "Opportunity",

@@ -112,9 +112,10 @@ def _order_lines(state):
         f"payload {state.payload_hash[:12] if state.payload_hash else '-'}",
     ]
     if state.in_doubt:
+        landing = "may still land" if state.interrupted else "Salesforce answered: cannot land"
         lines.append(
             f"  unconfirmed write of {_time(state.pending_updated_at)} "
-            f"since {_time(state.apply_started_at)}"
+            f"since {_time(state.apply_started_at)} ({landing})"
         )
     if state.parent_increment_id:
         lines.append(f"  replaces order {state.parent_increment_id}")
