@@ -80,61 +80,69 @@ def records(org, sobject):
     return len(org.records(sobject))
 
 
-def test_a_first_write_held_past_its_timeout_makes_the_next_one_wait_then_creates_nothing_twice(
-    org, store, services
-):
+def first_write_held(org, store, services):
+    """A new order whose first write (the buyer, the Opportunity, its role in one Composite
+    call) is held past the client's timeout, then carried out all the same; the order and the
+    ``RetryLater`` its attempt raised."""
     order = store.place_order()
-    number = order["increment_id"]
-    # The order's first write (the buyer, the Opportunity, its role in one Composite call) is
-    # held past the client's timeout, then carried out all the same.
     org.add_fault(kind="hang", path_regex=r"/composite$", seconds=2.0, then="proceed", count=1)
     with pytest.raises(RetryLater) as info:
         sync_order(event_for(order), services)
-    assert info.value.reason == "timeout"
-    assert services.ledger.order(number).status == "unanswered"
-    # Its retry would look the role up before the held call lands, then create it a second
-    # time: it waits for the window instead, without a call.
+    return order, info.value
+
+
+def waits_without_a_call(org, order, services):
+    """The order's next attempt waits for the window instead of writing; the ``Deferred``."""
     calls = org.stats()["api_calls"]
     with pytest.raises(Deferred) as waiting:
         sync_order(event_for(order), services)
-    assert waiting.value.reason == "interrupted_write" and 0 < waiting.value.wait <= 3
+    assert waiting.value.reason == "interrupted_write"
     assert org.stats()["api_calls"] == calls
-    wait_for(lambda: records(org, "OpportunityContactRole") == 1, timeout=10, what="the late call")
+    return waiting.value
 
-    time.sleep(waiting.value.wait)
+
+def synced_once_the_window_passed(org, order, services, waiting):
+    """The held call has landed; the order, written after the wait, created nothing twice."""
+    wait_for(lambda: records(org, "OpportunityContactRole") == 1, timeout=10, what="the late call")
+    time.sleep(waiting.wait)
     synced = sync_order(event_for(order), services)
-    assert "skipped" not in synced and "recheck" not in synced
     for sobject in ("Account", "Contact", "Opportunity", "OpportunityContactRole"):
         assert records(org, sobject) == 1, sobject
+    return synced
+
+
+def test_a_first_write_held_past_its_timeout_makes_the_next_one_wait_then_creates_nothing_twice(
+    org, store, services
+):
+    order, error = first_write_held(org, store, services)
+    number = order["increment_id"]
+    assert error.reason == "timeout"
+    assert services.ledger.order(number).status == "unanswered"
+    # Its retry would look the role up before the held call lands, then create it a second
+    # time: it waits for the window instead, without a call.
+    waiting = waits_without_a_call(org, order, services)
+    assert 0 < waiting.wait <= 3
+
+    synced = synced_once_the_window_passed(org, order, services, waiting)
+    assert "skipped" not in synced and "recheck" not in synced
     assert services.ledger.order(number).status == "synced"
 
 
 def test_an_order_dead_lettered_after_an_unanswered_write_waits_before_creating_records(
     org, store, services
 ):
-    order = store.place_order()
+    order, error = first_write_held(org, store, services)
     number = order["increment_id"]
-    org.add_fault(kind="hang", path_regex=r"/composite$", seconds=2.0, then="proceed", count=1)
-    with pytest.raises(RetryLater) as info:
-        sync_order(event_for(order), services)
     # The task shell gives up on the order (its retries spent): a dead letter, as it notes one.
-    services.ledger.note(number, "dead_lettered", info.value, attempt=1)
+    services.ledger.note(number, "dead_lettered", error, attempt=1)
     assert services.ledger.order(number).status == "dead_lettered"
     # A new save of the order (or a replay of the letter) within the window would create the
     # role a second time if the held call landed after its lookup: it waits without a call.
     store.invoice(order["entity_id"])
-    calls = org.stats()["api_calls"]
-    with pytest.raises(Deferred) as waiting:
-        sync_order(event_for(order), services)
-    assert waiting.value.reason == "interrupted_write"
-    assert org.stats()["api_calls"] == calls
-    wait_for(lambda: records(org, "OpportunityContactRole") == 1, timeout=10, what="the late call")
+    waiting = waits_without_a_call(org, order, services)
 
-    time.sleep(waiting.value.wait)
-    synced = sync_order(event_for(order), services)
+    synced = synced_once_the_window_passed(org, order, services, waiting)
     assert synced["state"] == "processing" and "recheck" not in synced
-    for sobject in ("Account", "Contact", "Opportunity", "OpportunityContactRole"):
-        assert records(org, sobject) == 1, sobject
 
 
 def test_an_order_dead_lettered_after_a_refused_write_is_written_at_once_when_it_comes_again(
