@@ -34,7 +34,8 @@ def test_tune_freezes_what_is_alive_and_raises_the_young_threshold_only():
     frozen = collector.tune(50000)
 
     assert gc.get_threshold() == (50000, older, oldest)
-    assert frozen == gc.get_freeze_count() > 0
+    # Frozen objects that die leave the count (other threads' garbage): it only falls after.
+    assert frozen > 0 and 0 < gc.get_freeze_count() <= frozen
     # A frozen object is in no generation the collector scans.
     assert not any(o is alive for o in gc.get_objects())
 
