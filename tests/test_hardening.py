@@ -225,6 +225,32 @@ def test_deeply_nested_json_gets_400(receiver, depth):
     assert publisher.published == []
 
 
+def _nested(depth, shapes):
+    """JSON text of ``depth`` containers, each inside the last, of the kinds in ``shapes``
+    taken in turn, with scalars beside them at every level."""
+    text = "0"
+    for level in range(depth, 0, -1):
+        if shapes[level % len(shapes)] == "dict":
+            text = f'{{"n": {level}, "s": "[{{", "child": {text}}}'
+        else:
+            text = f'[{level}, "]}}", {text}, null]'
+    return text
+
+
+@pytest.mark.parametrize("shapes", [("dict",), ("list",), ("dict", "list")])
+def test_json_nesting_is_refused_past_the_limit_exactly(shapes):
+    limit = envelopes.MAX_JSON_DEPTH
+    assert envelopes.load_json(_nested(limit, shapes).encode())
+    with pytest.raises(envelopes.InvalidJson, match="nests deeper"):
+        envelopes.load_json(_nested(limit + 1, shapes).encode())
+    # A branch one level too deep among shallow siblings counts; many shallow ones do not.
+    wide = '{"a": [' + ", ".join(["{}"] * 500) + "]}"
+    assert envelopes.load_json(wide.encode())
+    beside = f'{{"a": [{{}}, {{"b": {_nested(limit - 2, shapes)}}}, []]}}'
+    with pytest.raises(envelopes.InvalidJson):
+        envelopes.load_json(beside.encode())
+
+
 @pytest.fixture
 def served(make_settings):
     """A real HTTP server (Werkzeug's) in front of the web app, with a 4 KiB body limit."""

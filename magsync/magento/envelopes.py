@@ -143,14 +143,24 @@ def load_json(body):
 
 
 def _nests_deeper(document, limit):
-    stack = [(document, 1)] if isinstance(document, (dict, list)) else []
-    while stack:
-        node, depth = stack.pop()
+    """True when ``document`` (as ``json.loads`` makes it) holds a container more than ``limit``
+    levels down; walked one level at a time, looking only at the types JSON decodes to."""
+    level = [document] if type(document) in _CONTAINERS else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        below = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                if type(child) in _CONTAINERS:
+                    below.append(child)
+        level = below
     return False
+
+
+_CONTAINERS = frozenset({dict, list})
 
 
 def task_id(event):
