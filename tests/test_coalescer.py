@@ -116,6 +116,21 @@ def test_orders_arriving_while_a_batch_is_written_go_together_after_it(org, make
     assert [o["batch"] for o in outcomes] == [10] * 10
 
 
+def test_what_full_batches_leave_goes_on_an_idle_flusher_while_they_are_written(org, make):
+    # Three flushers, idle after a first order; five orders at once, batches of two: the fifth
+    # waits behind the two full batches no longer than BEHIND_LIMIT (1 s), far less than their
+    # three calls of a second each, so three calls are in flight together.
+    services, coalescer = make(
+        MAGSYNC_BATCH_SIZE=2, MAGSYNC_BATCH_LINGER_MS=10, MAGSYNC_SALESFORCE_CONCURRENCY=3
+    )
+    run_all([event("300000000")], services, coalescer)
+    org.set_latency(1000)
+    org.reset_stats()
+    outcomes = run_all([event(f"{300000001 + n}") for n in range(5)], services, coalescer)
+    assert sorted(o.get("batch", 1) for o in outcomes) == [1, 2, 2, 2, 2], outcomes
+    assert org.stats()["in_flight_peak"] == 3
+
+
 def test_salesforce_calls_in_flight_stay_under_the_concurrency(org, make):
     services, coalescer = make(
         MAGSYNC_BATCH_SIZE=5, MAGSYNC_BATCH_LINGER_MS=0, MAGSYNC_SALESFORCE_CONCURRENCY=1

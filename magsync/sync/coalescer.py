@@ -116,7 +116,10 @@ class Coalescer:
                 )
             self._start_flushers()
             self._pending.append(item)
-            self._condition.notify_all()
+            # An idle flusher needs waking only when the order starts a batch (it then waits
+            # for the batch's due time) or fills one; else one is already timed for it.
+            if len(self._pending) == 1 or len(self._pending) == self.size:
+                self._condition.notify()
         if item.done.wait(self.timeout):
             return item.result()
         return self._give_up(item)
@@ -184,6 +187,8 @@ class Coalescer:
                 for item in batch:
                     item.state = TAKEN
                 self._writing += 1
+                if self._pending:  # what is left starts the next batch: time it
+                    self._condition.notify()
                 return batch
             return None
 
