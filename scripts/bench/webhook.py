@@ -128,6 +128,7 @@ def main():
     adobe_body, adobe_headers = adobe_delivery(key_host.adobe_keys)
     magsync = "magsync.web:create_app()"
     bare = "bare_app:create_app()"
+    unbrokered = "unbrokered_app:create_app()"
     seed = ("/magento/webhook", body, seed_headers)
     adobe = ("/adobe/events", adobe_body, adobe_headers)
     try:
@@ -140,18 +141,22 @@ def main():
             "LOG_LEVEL": "WARNING",
             "GUNICORN_ACCESS_LOG": "0",
         }
-        # A-B-C-C-B-A: a rate that drifts (the machine's other load) weighs on every case alike.
+        # A-B-C-D-D-C-B-A: a rate that drifts (the machine's other load) weighs on every case
+        # alike.
+        bench_path = {"PYTHONPATH": str(ROOT / "scripts/bench")}
         results = run(
             env,
             logs,
-            {bare: {"PYTHONPATH": str(ROOT / "scripts/bench")}, magsync: {}},
+            {bare: bench_path, magsync: {}, unbrokered: bench_path},
             seconds,
             connections,
             [
                 ("bare Flask", bare, *seed, False),
                 ("magsync", magsync, *seed, False),
+                ("no broker", unbrokered, *seed, False),
                 ("adobe", magsync, *adobe, True),
                 ("adobe", magsync, *adobe, False),
+                ("no broker", unbrokered, *seed, False),
                 ("magsync", magsync, *seed, False),
                 ("bare Flask", bare, *seed, False),
             ],
@@ -171,11 +176,12 @@ def report(results, seconds, connections):
     labels = {
         "bare Flask": "bare Flask",
         "magsync": "magsync /magento/webhook",
+        "no broker": "magsync, no broker (ceiling)",
         "adobe": "magsync /adobe/events (warm key cache)",
     }
     short = []
     for name, (rate, total, non2xx, p99), queued in results:
-        accepted = total - non2xx if name != "bare Flask" else 0
+        accepted = total - non2xx if name in ("magsync", "adobe") else 0
         print(
             f"{labels[name]:>40}: {rate:8.1f} req/s  {total} requests  non-2xx {non2xx}  "
             f"p99 {p99}" + (f"  queued {queued} for {accepted} answers 202" if accepted else "")
@@ -188,6 +194,10 @@ def report(results, seconds, connections):
     mean = {name: sum(r[0] for r in rs) / len(rs) for name, rs in runs.items()}
     print("means: " + ", ".join(f"{labels[name]} {rate:.1f} req/s" for name, rate in mean.items()))
     print(f"ratio magsync / bare: {mean['magsync'] / mean['bare Flask']:.2f}")
+    print(
+        f"ratio magsync without a broker / bare: {mean['no broker'] / mean['bare Flask']:.2f} "
+        "(the ceiling the receiver's own work leaves; the rest is publishing and confirms)"
+    )
     print(f"ratio /adobe/events / /magento/webhook: {mean['adobe'] / mean['magsync']:.2f}")
     if short:
         sys.exit(f"MISMATCH: a 202 without a queued message ({', '.join(short)})")
