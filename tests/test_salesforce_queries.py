@@ -218,3 +218,48 @@ def test_chunks_hold_every_value_once_in_order():
     inner = ",".join(s.split("IN (", 1)[1][:-1] for s in statements)
     assert inner == ",".join(literal(v) for v in values)
     assert list(in_chunks("SELECT Id FROM Contact WHERE Email IN ({})", [])) == []
+
+
+def _ids(writer, sobject, where):
+    statement = f"SELECT Id FROM {sobject} WHERE {where}"  # noqa: S608 - the test's own SOQL
+    return sorted(row["Id"] for row in writer.query_all(statement))
+
+
+def test_the_org_answers_in_as_it_answers_the_same_equalities_or_ed(org, writer):
+    # The org sets up each IN list once per query; what it finds must be what comparing each
+    # value in turn (an OR of equalities) finds: text without regard to case, ids of 15 or 18
+    # characters, numbers, NULL among the values, and NOT IN.
+    tag = next(_unique)
+    emails = [f"In{tag}.{n}@Example.com" for n in range(6)]
+    account = org.insert("Account", [{"Name": f"In {tag}"}])[0]
+    contacts = org.insert(
+        "Contact",
+        [{"LastName": f"In{tag}", "Email": email, "AccountId": account} for email in emails]
+        + [{"LastName": f"In{tag}"}],  # no email
+    )
+    org.insert(
+        "Opportunity",
+        [
+            {"Name": f"In{tag}", "StageName": "Prospecting", "CloseDate": "2026-01-01", "Amount": a}
+            for a in (10, 20.5, 30)
+        ],
+    )
+    mine = f"LastName = 'In{tag}'"
+    cases = [
+        ("Email", [emails[0].upper(), emails[3].lower(), "nobody@example.com"]),
+        ("Email", [emails[1], "NULL"]),
+        ("Email", ["NULL"]),
+        ("Id", [contacts[2][:15], contacts[4], "003000000000000AAA"]),
+    ]
+    for field, values in cases:
+        written = [v if v == "NULL" else literal(v) for v in values]
+        listed = ", ".join(written)
+        either = " OR ".join(f"{field} = {v}" for v in written)
+        expected = _ids(writer, "Contact", f"{mine} AND ({either})")
+        assert expected  # each case finds something
+        assert _ids(writer, "Contact", f"{mine} AND {field} IN ({listed})") == expected
+        neither = " AND ".join(f"{field} != {v}" for v in written)
+        assert _ids(writer, "Contact", f"{mine} AND {field} NOT IN ({listed})") == _ids(
+            writer, "Contact", f"{mine} AND ({neither})"
+        )
+    assert len(_ids(writer, "Opportunity", f"Name = 'In{tag}' AND Amount IN (20.5, 30)")) == 2
