@@ -12,6 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import process_cpu as cpu  # noqa: E402
+
 from magsync.ledger import Ledger  # noqa: E402
 from magsync.sandbox.magento import SandboxStore  # noqa: E402
 from magsync.sandbox.salesforce import SandboxOrg  # noqa: E402
@@ -61,6 +63,7 @@ class Stack:
             workers=2,
         )
         self.processes.append(web)
+        self.web = web
         rest = {} if args.payload else self.store.settings()
         self.worker_env = {
             **common,
@@ -123,17 +126,31 @@ class Stack:
 
 
 def burst(stack, args):
-    """``(orders/s, API calls per order)`` of ``args.orders`` orders placed at once."""
+    """``(orders/s, API calls per order, seconds, calls by kind, CPU ms per order by process)``
+    of ``args.orders`` orders placed at once."""
     warm = [stack.store.place_order(**buyer(n)) for n in range(args.buyers, args.buyers + 4)]
     stack.wait_synced(len(warm), 120)
     stack.org.reset_stats()
+    meter = cpu.Meter(
+        {
+            "web": lambda: cpu.process_tree(stack.web.popen.pid),
+            "workers": lambda: [
+                pid for w in stack.workers for pid in cpu.process_tree(w.popen.pid)
+            ],
+            "sandboxes": lambda: [os.getpid()],  # and the load generator
+            "RabbitMQ": lambda: cpu.named("beam.smp"),
+        }
+    )
+    meter.start()
     started = time.monotonic()
     for n in range(args.orders):
         stack.store.place_order(**buyer(n % args.buyers))
     stack.wait_synced(len(warm) + args.orders, args.timeout)
     elapsed = time.monotonic() - started
+    spent = {name: s * 1000 / args.orders for name, s in meter.stop().items()}
     calls = stack.org.stats()["api_calls"]
-    return args.orders / elapsed, calls / args.orders, elapsed, stack.org.stats()["calls_by_kind"]
+    kinds = stack.org.stats()["calls_by_kind"]
+    return args.orders / elapsed, calls / args.orders, elapsed, kinds, spent
 
 
 def trickle(stack, args):
@@ -179,15 +196,20 @@ def run_mode(name, env, args, folder):
     stack = Stack(name, env, args, folder)
     try:
         stack.known_buyers(args.buyers // 2)
-        rate, per_order, elapsed, kinds = burst(stack, args)
+        rate, per_order, elapsed, kinds, spent = burst(stack, args)
         print(
             f"{name}: burst of {args.orders} orders in {elapsed:.1f} s: {rate:.1f} orders/s, "
             f"{per_order:.4f} API calls per order {kinds}"
         )
+        if spent:
+            print(
+                f"{name}: CPU per order: "
+                + ", ".join(f"{group} {ms:.2f} ms" for group, ms in spent.items())
+            )
         latencies = trickle(stack, args)
         p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
         print(f"{name}: trickle of {args.trickle}: p50 {p50 * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms")
-        figures = {"rate": rate, "calls": per_order, "p50": p50, "p99": p99}
+        figures = {"rate": rate, "calls": per_order, "p50": p50, "p99": p99, "cpu": spent}
         if args.drain:
             figures["drain"] = drain(stack, args)
             print(f"{name}: {args.drain} orders waiting in RabbitMQ: {figures['drain']:.1f}/s")
@@ -212,6 +234,11 @@ def report(results, args):
         f"{coalesced['rate'] / base['rate']:>8.1f}x"
     )
     print(f"{'burst API calls per order':28}{base['calls']:>20.4f}{coalesced['calls']:>12.4f}")
+    for group in coalesced["cpu"]:
+        label = f"burst CPU/order {group}"
+        print(
+            f"{label:28}{base['cpu'].get(group, 0.0):>17.2f} ms{coalesced['cpu'][group]:>9.2f} ms"
+        )
     if args.drain:
         print(
             f"{'drain orders/s (sync only)':28}{base['drain']:>20.1f}{coalesced['drain']:>12.1f}"
