@@ -41,16 +41,13 @@ def named(command):
     return pids
 
 
-def cpu_seconds(pids):
-    """User and system CPU seconds the processes ``pids`` have spent (those gone count 0)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid):
+    """User and system CPU seconds process ``pid`` has spent; None once it is gone."""
+    try:
+        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Meter:
@@ -82,4 +79,5 @@ class Meter:
     def _read(pids):
         if not available():
             return {}
-        return {pid: cpu_seconds([pid]) for pid in pids()}
+        seconds = {pid: cpu_seconds(pid) for pid in pids()}
+        return {pid: spent for pid, spent in seconds.items() if spent is not None}
