@@ -142,6 +142,9 @@ def load_json(body):
     return document
 
 
+_CONTAINERS = frozenset({dict, list})
+
+
 def _nests_deeper(document, limit):
     """True when ``document`` (as ``json.loads`` makes it) holds a container more than ``limit``
     levels down; walked one level at a time, looking only at the types JSON decodes to."""
@@ -158,9 +161,6 @@ def _nests_deeper(document, limit):
                     below.append(child)
         level = below
     return False
-
-
-_CONTAINERS = frozenset({dict, list})
 
 
 def task_id(event):

@@ -148,8 +148,8 @@ def burst(stack, args):
     stack.wait_synced(len(warm) + args.orders, args.timeout)
     elapsed = time.monotonic() - started
     spent = {name: s * 1000 / args.orders for name, s in meter.stop().items()}
-    calls = stack.org.stats()["api_calls"]
-    kinds = stack.org.stats()["calls_by_kind"]
+    stats = stack.org.stats()
+    calls, kinds = stats["api_calls"], stats["calls_by_kind"]
     return args.orders / elapsed, calls / args.orders, elapsed, kinds, spent
 
 
